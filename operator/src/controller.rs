@@ -1,0 +1,389 @@
+//! The reconcile loop: observe (from watch caches) -> validate -> render -> apply -> status.
+//!
+//! Children are observed through reflector caches fed by the same watches that trigger
+//! reconciles, so a reconcile of a converged app reads nothing from the API server and writes
+//! nothing to it.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::apply::{Outcome, apply_one, prune_one};
+use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
+use crate::meta::{APP_LABEL, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, ZONE_LABEL};
+use crate::render::{Children, render};
+use crate::status::zones::PodPlacement;
+use crate::status::{self, Observed, READY, ZONE_RESILIENT};
+use crate::validate::{owner_of, validate};
+use crate::{Error, Result};
+
+/// Operator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often a converged app is re-checked even when nothing changes.
+    pub resync: Duration,
+    /// Most reconciles running at once.
+    pub concurrency: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { resync: Duration::from_secs(300), concurrency: 16 }
+    }
+}
+
+/// Watch caches of everything a reconcile observes.
+#[derive(Clone)]
+pub struct Caches {
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub hpas: Store<HorizontalPodAutoscaler>,
+    pub ingresses: Store<Ingress>,
+    pub pods: Store<Pod>,
+    pub nodes: Store<PartialObjectMeta<Node>>,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub caches: Caches,
+    pub config: Config,
+    /// Consecutive failures per app, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, caches: Caches, config: Config) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            caches,
+            config,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+/// One reconcile of one app.
+pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Result<Action> {
+    if app.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references; the garbage collector removes them.
+        return Ok(Action::await_change());
+    }
+    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    let outcome = reconcile_app(&app, &ctx).await;
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    match outcome {
+        Ok(()) => {
+            failures.remove(&key);
+            Ok(Action::requeue(ctx.config.resync))
+        }
+        Err(e) => {
+            *failures.entry(key).or_default() += 1;
+            Err(e)
+        }
+    }
+}
+
+async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<()> {
+    let owner = owner_of(app, "default", None)?;
+    let ns = owner.namespace.clone();
+    let result = match validate(app, owner.clone()) {
+        Ok(validated) => {
+            let children = render(&validated);
+            apply_children(ctx, &ns, &owner.uid, &children, app).await.map(|()| validated)
+        }
+        Err(e) => Err(e),
+    };
+
+    let error = result.as_ref().err().map(|e| (e.metric_label(), e.to_string()));
+    // Status needs a validated app even when applying failed; a spec that did not validate
+    // has only its error to report.
+    let validated = match &result {
+        Ok(v) => v.clone(),
+        Err(_) => match validate(app, owner.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                publish_failure(ctx, app, &e).await;
+                return Err(e);
+            }
+        },
+    };
+
+    let name = &owner.name;
+    let child = |kind_store: &Store<Deployment>| kind_store.get(&ObjectRef::new(name).within(&ns));
+    let deployment = child(&ctx.caches.deployments);
+    let ingress = ctx.caches.ingresses.get(&ObjectRef::new(name).within(&ns));
+    let observed = Observed {
+        deployment: deployment.as_deref(),
+        ingress: ingress.as_deref(),
+        pods: placements(&ctx.caches, &ns, name),
+        error,
+    };
+    let now = Time(Timestamp::now());
+    let old = app.status.as_ref();
+    let new = status::compute(&validated, app.metadata.generation, &observed, old, &now);
+    if old != Some(&new) {
+        patch_status(ctx, app, &ns, &new).await?;
+        publish_transitions(ctx, app, old, &new).await;
+    }
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            publish_failure(ctx, app, &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn apply_children(
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    children: &Children,
+    app: &HighlyAvailableApp,
+) -> Result<()> {
+    let c = &ctx.caches;
+    let client = &ctx.client;
+    let name = app.name_any();
+    let steps = [
+        ("Deployment", sync(client, ns, uid, &name, Some(&children.deployment), &c.deployments).await?),
+        ("Service", sync(client, ns, uid, &name, Some(&children.service), &c.services).await?),
+        ("PodDisruptionBudget", sync(client, ns, uid, &name, Some(&children.pdb), &c.pdbs).await?),
+        ("HorizontalPodAutoscaler", sync(client, ns, uid, &name, children.hpa.as_ref(), &c.hpas).await?),
+        ("Ingress", sync(client, ns, uid, &name, children.ingress.as_ref(), &c.ingresses).await?),
+    ];
+    for (kind, outcome) in steps {
+        let (reason, verb) = match outcome {
+            Outcome::Created => ("Created", "created"),
+            Outcome::Updated => ("Updated", "updated"),
+            Outcome::Pruned => ("Pruned", "deleted, the spec no longer asks for it"),
+            Outcome::Unchanged | Outcome::Absent => continue,
+        };
+        info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
+        publish(ctx, app, EventType::Normal, reason, "Apply", format!("{kind} {name} {verb}")).await;
+    }
+    Ok(())
+}
+
+/// Brings one child kind in line: apply when wanted, prune when not.
+async fn sync<K>(
+    client: &Client,
+    ns: &str,
+    uid: &str,
+    name: &str,
+    desired: Option<&K>,
+    store: &Store<K>,
+) -> Result<Outcome>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let observed = store.get(&ObjectRef::new(name).within(ns));
+    match desired {
+        Some(desired) => apply_one(&api, desired, observed.as_deref(), uid).await,
+        None => prune_one(&api, observed.as_deref(), uid).await,
+    }
+}
+
+/// Zone and readiness of every pod of the app, from the caches.
+pub fn placements(caches: &Caches, ns: &str, app: &str) -> Vec<PodPlacement> {
+    caches
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .filter(|p| p.labels().get(APP_LABEL).map(String::as_str) == Some(app))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            let zone = node.and_then(|n| caches.nodes.get(&ObjectRef::new(&n))).and_then(|n| n.labels().get(ZONE_LABEL).cloned());
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            PodPlacement { zone, ready }
+        })
+        .collect()
+}
+
+async fn patch_status(ctx: &Context, app: &HighlyAvailableApp, ns: &str, status: &HighlyAvailableAppStatus) -> Result<()> {
+    let api: Api<HighlyAvailableApp> = Api::namespaced(ctx.client.clone(), ns);
+    let body = json!({
+        "apiVersion": "halo.dev/v1alpha1",
+        "kind": "HighlyAvailableApp",
+        "status": status,
+    });
+    api.patch_status(&app.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube("patch status"))?;
+    Ok(())
+}
+
+/// Events for condition flips a person cares about.
+async fn publish_transitions(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    old: Option<&HighlyAvailableAppStatus>,
+    new: &HighlyAvailableAppStatus,
+) {
+    for type_ in [READY, ZONE_RESILIENT] {
+        let find = |s: Option<&HighlyAvailableAppStatus>| {
+            s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        };
+        let (before, after) = (find(old), find(Some(new)));
+        let Some((status, reason, message)) = after else { continue };
+        if before.as_ref().map(|b| (&b.0, &b.1)) == Some((&status, &reason)) {
+            continue;
+        }
+        let type_ev = if status == "True" { EventType::Normal } else { EventType::Warning };
+        publish(ctx, app, type_ev, &reason, type_, format!("{type_}={status}: {message}")).await;
+    }
+}
+
+async fn publish_failure(ctx: &Context, app: &HighlyAvailableApp, e: &Error) {
+    publish(ctx, app, EventType::Warning, e.metric_label(), "Reconcile", e.to_string()).await;
+}
+
+async fn publish(ctx: &Context, app: &HighlyAvailableApp, type_: EventType, reason: &str, action: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        warn!(error = %e, "failed to publish event");
+    }
+}
+
+/// Backoff on failure: 5 s doubling up to 5 min, with jitter so many failing apps spread out.
+pub fn error_policy(app: Arc<HighlyAvailableApp>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    let attempts = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(1)).unwrap_or(1);
+    let delay = backoff(attempts, jitter_seed(&key));
+    warn!(app = %key, reason = error.metric_label(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// `5 s * 2^(attempts-1)`, capped at 300 s, plus up to 10% jitter.
+pub fn backoff(attempts: u32, seed: u64) -> Duration {
+    let base = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(6)).min(300);
+    let jitter_ms = seed % (base * 100 + 1);
+    Duration::from_millis(base * 1000 + jitter_ms)
+}
+
+fn jitter_seed(key: &str) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or_default();
+    key.bytes().fold(nanos, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
+/// A reflector cache of `K` objects that halo manages, and the stream that feeds it.
+fn managed_cache<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let stream = watcher(Api::<K>::all(client.clone()), cfg)
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let (deployments, deploy_stream) = managed_cache::<Deployment>(&client);
+    let (services, svc_stream) = managed_cache::<Service>(&client);
+    let (pdbs, pdb_stream) = managed_cache::<PodDisruptionBudget>(&client);
+    let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(&client);
+    let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
+    let (pods, pod_stream) = managed_cache::<Pod>(&client);
+    let (nodes, node_writer) = reflector::store();
+    let node_stream = watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut PartialObjectMeta<Node>| o.metadata.managed_fields = None)
+        .reflect(node_writer)
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
+    tokio::spawn(node_stream);
+
+    let caches = Caches { deployments, services, pdbs, hpas, ingresses, pods, nodes };
+    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
+    let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
+    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let pod_to_app = |pod: Pod| {
+        let ns = pod.namespace();
+        pod.labels().get(APP_LABEL).cloned().zip(ns).map(|(app, ns)| ObjectRef::new(&app).within(&ns))
+    };
+    info!("starting halo controller");
+    Controller::new(apps, watcher::Config::default().any_semantic())
+        .with_config(controller_config)
+        .owns_stream(deploy_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(pdb_stream)
+        .owns_stream(hpa_stream)
+        .owns_stream(ing_stream)
+        .watches_stream(pod_stream, pod_to_app)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller event");
+            }
+        })
+        .await;
+    info!("halo controller stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failures back off exponentially from 5 s to a 5 min cap, with at most 10% jitter.
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1, 0), Duration::from_secs(5));
+        assert_eq!(backoff(2, 0), Duration::from_secs(10));
+        assert_eq!(backoff(4, 0), Duration::from_secs(40));
+        assert_eq!(backoff(20, 0), Duration::from_secs(300));
+        let jittered = backoff(1, 499);
+        assert!(jittered >= Duration::from_secs(5) && jittered <= Duration::from_millis(5500));
+    }
+}

@@ -1,0 +1,276 @@
+//! `status`: observations -> the app's status, pure. One status patch per reconcile, and
+//! none at all when the result equals what is already stored.
+
+pub mod conditions;
+pub mod zones;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
+use crate::meta::selector_string;
+use crate::render::ingress::url;
+use crate::validate::ValidatedApp;
+use conditions::{Computed, merge};
+use zones::{PodPlacement, ready_per_zone, spread_summary, zone_resilience};
+
+pub const READY: &str = "Ready";
+pub const COMPUTE_READY: &str = "ComputeReady";
+pub const INGRESS_READY: &str = "IngressReady";
+pub const ZONE_RESILIENT: &str = "ZoneResilient";
+
+/// Condition reasons, one place.
+pub mod reasons {
+    pub const READY: &str = "Ready";
+    pub const NOT_READY: &str = "NotReady";
+    pub const DEPLOYMENT_MISSING: &str = "DeploymentMissing";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const REPLICAS_UNAVAILABLE: &str = "ReplicasUnavailable";
+    pub const AVAILABLE: &str = "Available";
+    pub const LOAD_BALANCER_PENDING: &str = "LoadBalancerPending";
+    pub const LOAD_BALANCER_PROVISIONED: &str = "LoadBalancerProvisioned";
+    pub const INSUFFICIENT_ZONES: &str = "InsufficientZones";
+    pub const ZONE_IMBALANCED: &str = "ZoneImbalanced";
+    pub const ZONE_LOSS_TOLERATED: &str = "ZoneLossTolerated";
+}
+
+/// What observe found, as plain values.
+#[derive(Clone, Debug, Default)]
+pub struct Observed<'a> {
+    pub deployment: Option<&'a Deployment>,
+    pub ingress: Option<&'a Ingress>,
+    pub pods: Vec<PodPlacement>,
+    /// The reconcile failed; its reason (metric label) and message go on `Ready`.
+    pub error: Option<(&'static str, String)>,
+}
+
+pub fn compute(
+    app: &ValidatedApp,
+    generation: Option<i64>,
+    observed: &Observed<'_>,
+    old: Option<&HighlyAvailableAppStatus>,
+    now: &Time,
+) -> HighlyAvailableAppStatus {
+    let deploy_status = observed.deployment.and_then(|d| d.status.as_ref());
+    let desired = observed
+        .deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or_else(|| app.replicas.baseline());
+
+    let mut computed = vec![compute_ready(observed.deployment, desired)];
+    let load_balancer = observed
+        .ingress
+        .and_then(|i| i.status.as_ref())
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|list| list.iter().find_map(|i| i.hostname.clone().or_else(|| i.ip.clone())));
+    if app.ingress.is_some() {
+        computed.push(match &load_balancer {
+            Some(host) => Computed::new(INGRESS_READY, true, reasons::LOAD_BALANCER_PROVISIONED, format!("ALB {host}")),
+            None => Computed::new(
+                INGRESS_READY,
+                false,
+                reasons::LOAD_BALANCER_PENDING,
+                "waiting for the AWS Load Balancer Controller to provision the ALB",
+            ),
+        });
+    }
+    let ready = ready_per_zone(&observed.pods, &app.zones.names);
+    computed.push(zone_resilience(&ready, desired, app.zones.min_zones, app.zones.min_ready_after_zone_loss));
+    computed.insert(0, overall(&computed, observed.error.as_ref()));
+
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let endpoints = Endpoints { url: url(app), load_balancer };
+    HighlyAvailableAppStatus {
+        observed_generation: generation,
+        conditions: merge(old_conditions, computed, generation, now),
+        replicas: deploy_status.and_then(|s| s.replicas).or(Some(0)),
+        ready_replicas: deploy_status.and_then(|s| s.ready_replicas).or(Some(0)),
+        selector: Some(selector_string(&app.owner.name)),
+        zones: ready.iter().map(|(name, ready)| ZoneStatus { name: name.clone(), ready: *ready }).collect(),
+        zone_spread: spread_summary(&ready),
+        endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
+    }
+}
+
+fn compute_ready(deployment: Option<&Deployment>, desired: i32) -> Computed {
+    let Some(d) = deployment else {
+        return Computed::new(COMPUTE_READY, false, reasons::DEPLOYMENT_MISSING, "the Deployment does not exist yet");
+    };
+    let status = d.status.clone().unwrap_or_default();
+    let available = status.available_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let current = d.metadata.generation.is_some() && status.observed_generation >= d.metadata.generation;
+    if !current || updated < desired {
+        return Computed::new(
+            COMPUTE_READY,
+            false,
+            reasons::ROLLING_OUT,
+            format!("{updated}/{desired} replicas updated, {available} available"),
+        );
+    }
+    if available < desired {
+        return Computed::new(
+            COMPUTE_READY,
+            false,
+            reasons::REPLICAS_UNAVAILABLE,
+            format!("{available}/{desired} replicas available"),
+        );
+    }
+    Computed::new(COMPUTE_READY, true, reasons::AVAILABLE, format!("{available}/{desired} replicas available"))
+}
+
+fn overall(parts: &[Computed], error: Option<&(&'static str, String)>) -> Computed {
+    if let Some((reason, message)) = error {
+        return Computed::new(READY, false, *reason, message.clone());
+    }
+    let failing: Vec<&str> = parts.iter().filter(|c| !c.status).map(|c| c.type_).collect();
+    if failing.is_empty() {
+        Computed::new(READY, true, reasons::READY, "all conditions are True")
+    } else {
+        let first = parts.iter().find(|c| !c.status).map(|c| c.reason.clone()).unwrap_or_default();
+        Computed::new(READY, false, first, format!("not ready: {}", failing.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{FULL, SMALL, validated};
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::networking::v1::{IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_000).expect("ts"))
+    }
+
+    fn deployment(replicas: i32, available: i32) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta { generation: Some(2), ..ObjectMeta::default() },
+            spec: Some(DeploymentSpec { replicas: Some(replicas), ..DeploymentSpec::default() }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(2),
+                replicas: Some(replicas),
+                updated_replicas: Some(replicas),
+                ready_replicas: Some(available),
+                available_replicas: Some(available),
+                ..DeploymentStatus::default()
+            }),
+        }
+    }
+
+    fn spread(zones: &[&str]) -> Vec<PodPlacement> {
+        zones.iter().map(|z| PodPlacement { zone: Some(z.to_string()), ready: true }).collect()
+    }
+
+    fn condition<'a>(s: &'a HighlyAvailableAppStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions.iter().find(|c| c.type_ == t).expect("condition present")
+    }
+
+    /// A converged small app is Ready, spread 1/1/1, and reports its selector for `kubectl scale`.
+    #[test]
+    fn converged_small_app_is_ready() {
+        let app = validated(SMALL);
+        let d = deployment(3, 3);
+        let observed = Observed {
+            deployment: Some(&d),
+            pods: spread(&["us-east-1a", "us-east-1b", "us-east-1c"]),
+            ..Observed::default()
+        };
+        let s = compute(&app, Some(4), &observed, None, &now());
+        assert_eq!(s.observed_generation, Some(4));
+        let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, vec!["Ready", "ComputeReady", "ZoneResilient"]);
+        assert_eq!(condition(&s, "Ready").status, "True");
+        assert_eq!(condition(&s, "ComputeReady").message, "3/3 replicas available");
+        assert_eq!(s.zone_spread.as_deref(), Some("1/1/1"));
+        assert_eq!(s.selector.as_deref(), Some("halo.dev/app=web"));
+        assert_eq!((s.replicas, s.ready_replicas), (Some(3), Some(3)));
+        assert_eq!(s.endpoints, None);
+        // Same observations again: identical status, so nothing is written.
+        let again = compute(&app, Some(4), &observed, Some(&s), &Time(Timestamp::from_second(9_999).expect("ts")));
+        assert_eq!(again, s);
+    }
+
+    /// The Ingress is not ready until the ALB has a hostname; then the URL and ALB show up.
+    #[test]
+    fn ingress_readiness_follows_the_load_balancer() {
+        let app = validated(FULL);
+        let d = deployment(3, 3);
+        let pods = spread(&["us-east-1a", "us-east-1b", "us-east-1c"]);
+        let pending = Ingress::default();
+        let s = compute(
+            &app,
+            Some(1),
+            &Observed { deployment: Some(&d), ingress: Some(&pending), pods: pods.clone(), error: None },
+            None,
+            &now(),
+        );
+        assert_eq!(condition(&s, "IngressReady").reason, "LoadBalancerPending");
+        assert_eq!(condition(&s, "Ready").status, "False");
+        assert_eq!(condition(&s, "Ready").message, "not ready: IngressReady");
+
+        let provisioned = Ingress {
+            status: Some(IngressStatus {
+                load_balancer: Some(IngressLoadBalancerStatus {
+                    ingress: Some(vec![IngressLoadBalancerIngress {
+                        hostname: Some("k8s-shared-123.us-east-1.elb.amazonaws.com".into()),
+                        ..IngressLoadBalancerIngress::default()
+                    }]),
+                }),
+            }),
+            ..Ingress::default()
+        };
+        let s = compute(
+            &app,
+            Some(1),
+            &Observed { deployment: Some(&d), ingress: Some(&provisioned), pods, error: None },
+            Some(&s),
+            &now(),
+        );
+        assert_eq!(condition(&s, "IngressReady").status, "True");
+        assert_eq!(condition(&s, "Ready").status, "True");
+        let endpoints = s.endpoints.expect("endpoints");
+        assert_eq!(endpoints.url.as_deref(), Some("https://shop.example.com"));
+        assert_eq!(endpoints.load_balancer.as_deref(), Some("k8s-shared-123.us-east-1.elb.amazonaws.com"));
+    }
+
+    /// A rollout in progress or missing pods keep ComputeReady false with the numbers.
+    #[test]
+    fn compute_not_ready_while_unavailable() {
+        let app = validated(SMALL);
+        let d = deployment(3, 2);
+        let s = compute(
+            &app,
+            Some(1),
+            &Observed { deployment: Some(&d), pods: spread(&["us-east-1a", "us-east-1b"]), ..Observed::default() },
+            None,
+            &now(),
+        );
+        let c = condition(&s, "ComputeReady");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ReplicasUnavailable"));
+        assert_eq!(c.message, "2/3 replicas available");
+        assert_eq!(condition(&s, "Ready").message, "not ready: ComputeReady, ZoneResilient");
+
+        let missing = compute(&app, Some(1), &Observed::default(), None, &now());
+        assert_eq!(condition(&missing, "ComputeReady").reason, "DeploymentMissing");
+    }
+
+    /// A failed reconcile shows on Ready with the error's reason and message.
+    #[test]
+    fn errors_surface_on_ready() {
+        let app = validated(SMALL);
+        let observed = Observed {
+            error: Some(("ChildNotOwned", "Service web exists and is not owned".into())),
+            ..Observed::default()
+        };
+        let s = compute(&app, Some(1), &observed, None, &now());
+        let ready = condition(&s, "Ready");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildNotOwned"));
+        assert_eq!(ready.message, "Service web exists and is not owned");
+    }
+}

@@ -1,0 +1,134 @@
+//! `validate`: raw resource -> [`ValidatedApp`], with no client.
+//!
+//! The API server already enforced the schema and the CEL rules (and filled the defaults);
+//! this step resolves what render needs into plain values, so render never reads the raw
+//! resource, and refuses what only halo can judge.
+
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
+use kube::ResourceExt;
+
+use crate::crd::{HealthCheck, HighlyAvailableApp, IngressSpec};
+use crate::meta::Owner;
+use crate::{Error, Result};
+
+/// Who owns the replica count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replicas {
+    /// halo sets `spec.replicas` of the Deployment.
+    Fixed(i32),
+    /// A HorizontalPodAutoscaler does; halo leaves `spec.replicas` out of what it applies.
+    Autoscaled { min: i32, max: i32, target_cpu_utilization_percentage: i32 },
+}
+
+impl Replicas {
+    /// The count the app asks for when nothing else is known (the HPA's floor when autoscaled).
+    pub fn baseline(&self) -> i32 {
+        match self {
+            Replicas::Fixed(n) => *n,
+            Replicas::Autoscaled { min, .. } => *min,
+        }
+    }
+}
+
+/// Zone spread, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZonePolicy {
+    pub min_zones: i32,
+    pub max_skew: i32,
+    /// Pinned zones, sorted; empty means any zone.
+    pub names: Vec<String>,
+    pub min_domains: Option<i32>,
+    pub min_ready_after_zone_loss: Option<i32>,
+}
+
+/// Everything render needs, with defaults filled and rules checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedApp {
+    pub owner: Owner,
+    pub image: String,
+    pub port: i32,
+    pub replicas: Replicas,
+    pub env: Vec<EnvVar>,
+    pub env_from: Vec<EnvFromSource>,
+    pub resources: Option<ResourceRequirements>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub zones: ZonePolicy,
+    pub health: HealthCheck,
+    pub max_unavailable: i32,
+    pub toleration_seconds: i64,
+    pub ingress: Option<IngressSpec>,
+}
+
+/// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
+pub fn owner_of(app: &HighlyAvailableApp, default_namespace: &str, placeholder_uid: Option<&str>) -> Result<Owner> {
+    let name = app.metadata.name.clone().ok_or(Error::MissingMetadata("metadata.name"))?;
+    let namespace = app.namespace().unwrap_or_else(|| default_namespace.to_string());
+    let uid = match (app.uid(), placeholder_uid) {
+        (Some(uid), _) => uid,
+        (None, Some(placeholder)) => placeholder.to_string(),
+        (None, None) => return Err(Error::MissingMetadata("metadata.uid")),
+    };
+    Ok(Owner { name, namespace, uid })
+}
+
+/// Resolves the spec into a [`ValidatedApp`].
+pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> {
+    let spec = &app.spec;
+    if owner.name.len() > 63 || !is_dns1035_label(&owner.name) {
+        return Err(invalid(
+            "metadata.name",
+            "must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters): it names the app's Service",
+        ));
+    }
+    let replicas = match &spec.autoscaling {
+        Some(a) => Replicas::Autoscaled {
+            min: a.min_replicas,
+            max: a.max_replicas.max(a.min_replicas),
+            target_cpu_utilization_percentage: a.target_cpu_utilization_percentage,
+        },
+        None => Replicas::Fixed(spec.replicas),
+    };
+    let mut names: Vec<String> = spec.zones.names.iter().flatten().map(|z| z.0.clone()).collect();
+    names.sort();
+    names.dedup();
+    Ok(ValidatedApp {
+        owner,
+        image: spec.image.clone(),
+        port: spec.port,
+        replicas,
+        env: spec.env.clone(),
+        env_from: spec.env_from.clone(),
+        resources: spec.resources.clone(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        zones: ZonePolicy {
+            min_zones: spec.zones.min_zones.max(1),
+            max_skew: spec.zones.max_skew.max(1),
+            names,
+            min_domains: spec.zones.min_domains,
+            min_ready_after_zone_loss: spec.zones.min_ready_after_zone_loss,
+        },
+        health: spec.health_check.clone(),
+        max_unavailable: spec.disruption.max_unavailable.max(1),
+        toleration_seconds: spec.failure_reaction.toleration_seconds.max(0),
+        ingress: spec.ingress.clone(),
+    })
+}
+
+fn invalid(field: &str, message: &str) -> Error {
+    Error::InvalidSpec { field: field.into(), message: message.into() }
+}
+
+/// `[a-z]([-a-z0-9]*[a-z0-9])?`
+pub fn is_dns1035_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_lowercase()
+                && (last.is_ascii_lowercase() || last.is_ascii_digit())
+                && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        }
+        _ => false,
+    }
+}
