@@ -89,13 +89,13 @@ pub struct HighlyAvailableAppSpec {
 
     /// Port the application listens on inside the container; the Service, the probes and the
     /// ALB target group all use it.
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(extend("minimum" = 1, "maximum" = 65535))]
     pub port: i32,
 
     /// Number of pods. Ignored when `autoscaling` is set (the HorizontalPodAutoscaler owns
     /// the count then). Must be at least `zones.minZones`.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(extend("minimum" = 1, "maximum" = 10000))]
     pub replicas: i32,
 
     /// Environment variables of the application container (core/v1 EnvVar).
@@ -160,14 +160,14 @@ fn default_replicas() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Autoscaling {
     /// Fewest pods the autoscaler may scale to. Must be at least `zones.minZones`.
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(extend("minimum" = 1, "maximum" = 10000))]
     pub min_replicas: i32,
     /// Most pods the autoscaler may scale to.
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(extend("minimum" = 1, "maximum" = 10000))]
     pub max_replicas: i32,
     /// Average CPU utilization (percent of `resources.requests.cpu`) the autoscaler aims for.
     #[serde(default = "default_target_cpu", rename = "targetCPUUtilizationPercentage")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(extend("minimum" = 1, "maximum" = 100))]
     pub target_cpu_utilization_percentage: i32,
 }
 
@@ -185,13 +185,13 @@ fn default_target_cpu() -> i32 {
 pub struct Zones {
     /// The app must span at least this many zones; `replicas` must be at least this.
     #[serde(default = "default_min_zones")]
-    #[schemars(range(min = 1, max = 6))]
+    #[schemars(extend("minimum" = 1, "maximum" = 6))]
     pub min_zones: i32,
 
     /// Largest allowed difference in pod count between two zones
     /// (`whenUnsatisfiable: DoNotSchedule`).
     #[serde(default = "default_max_skew")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(extend("minimum" = 1, "maximum" = 100))]
     pub max_skew: i32,
 
     /// Pin the pods to these zones (node affinity on `topology.kubernetes.io/zone`).
@@ -208,13 +208,13 @@ pub struct Zones {
     /// zone outage new pods stay Pending instead of moving to the surviving zones. Leave unset
     /// unless an even spread matters more than capacity during an outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 6))]
+    #[schemars(extend("minimum" = 1, "maximum" = 6))]
     pub min_domains: Option<i32>,
 
     /// Ready pods that must remain after losing any one zone for `ZoneResilient` to be True.
     /// Default: what an even spread keeps, `desired - ceil(desired / minZones)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10000))]
+    #[schemars(extend("minimum" = 0, "maximum" = 10000))]
     pub min_ready_after_zone_loss: Option<i32>,
 }
 
@@ -252,28 +252,28 @@ pub struct ZoneName(#[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]
 pub struct HealthCheck {
     /// HTTP path that answers 2xx/3xx when the app can serve traffic.
     #[serde(default = "default_health_path")]
-    #[schemars(regex(pattern = r"^/[^\s]*$"), length(max = 1024))]
+    #[schemars(regex(pattern = r"^/[!-~]*$"), length(max = 1024))]
     pub path: String,
     /// Seconds between checks (probes and ALB).
     #[serde(default = "default_period")]
-    #[schemars(range(min = 5, max = 300))]
+    #[schemars(extend("minimum" = 5, "maximum" = 300))]
     pub period_seconds: i32,
     /// Seconds before one check times out; less than periodSeconds.
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 2, max = 120))]
+    #[schemars(extend("minimum" = 2, "maximum" = 120))]
     pub timeout_seconds: i32,
     /// Consecutive successes before the ALB sends traffic to a pod.
     #[serde(default = "default_healthy_threshold")]
-    #[schemars(range(min = 2, max = 10))]
+    #[schemars(extend("minimum" = 2, "maximum" = 10))]
     pub healthy_threshold: i32,
     /// Consecutive failures before a pod is taken out of traffic (readiness, ALB) or
     /// restarted (liveness).
     #[serde(default = "default_unhealthy_threshold")]
-    #[schemars(range(min = 2, max = 10))]
+    #[schemars(extend("minimum" = 2, "maximum" = 10))]
     pub unhealthy_threshold: i32,
     /// Seconds a starting pod gets before the liveness probe may restart it.
     #[serde(default = "default_startup_seconds")]
-    #[schemars(range(min = 10, max = 3600))]
+    #[schemars(extend("minimum" = 10, "maximum" = 3600))]
     pub startup_seconds: i32,
 }
 
@@ -315,7 +315,7 @@ impl Default for HealthCheck {
 pub struct Disruption {
     /// Most pods that a voluntary disruption (drain, eviction) may take down at once.
     #[serde(default = "default_max_unavailable")]
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(extend("minimum" = 1, "maximum" = 10000))]
     pub max_unavailable: i32,
 }
 
@@ -336,7 +336,7 @@ pub struct FailureReaction {
     /// Seconds a pod stays bound to a `not-ready` or `unreachable` node before it is evicted
     /// and replaced elsewhere. Kubernetes' default is 300.
     #[serde(default = "default_toleration_seconds")]
-    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(extend("minimum" = 0, "maximum" = 3600))]
     pub toleration_seconds: i64,
 }
 
