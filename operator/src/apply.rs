@@ -43,7 +43,9 @@ pub fn desired_hash(desired: &Value) -> String {
 pub fn with_hash(mut desired: Value) -> Value {
     let hash = desired_hash(&desired);
     if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
-        let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(map) = annotations.as_object_mut() {
             map.insert(DESIRED_HASH_ANNOTATION.into(), Value::String(hash));
         }
@@ -66,7 +68,9 @@ pub fn is_subset(desired: &Value, observed: &Value) -> bool {
             Some(ov) => is_subset(dv, ov),
             None => is_empty(dv),
         }),
-        (Value::Array(d), Value::Array(o)) => d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov)),
+        (Value::Array(d), Value::Array(o)) => {
+            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
+        }
         (Value::Number(d), Value::Number(o)) => d.as_f64() == o.as_f64(),
         (Value::String(d), Value::String(o)) => d == o || quantity_eq(d, o),
         (d, Value::Null) => is_empty(d),
@@ -102,7 +106,9 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         ("P", 1e15),
     ];
     let q = q.trim();
-    if q.is_empty() || !q.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '+' || c == '-') {
+    if q.is_empty()
+        || !q.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '+' || c == '-')
+    {
         return None;
     }
     for (suffix, factor) in SUFFIXES {
@@ -134,7 +140,12 @@ pub fn controlled_by<K: Resource>(obj: &K, uid: &str) -> bool {
 
 /// Applies `desired` unless `observed` already matches it; refuses to take over an object
 /// that another controller owns.
-pub async fn apply_one<K>(api: &Api<K>, desired: &K, observed: Option<&K>, owner_uid: &str) -> Result<Outcome>
+pub async fn apply_one<K>(
+    api: &Api<K>,
+    desired: &K,
+    observed: Option<&K>,
+    owner_uid: &str,
+) -> Result<Outcome>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
@@ -146,13 +157,19 @@ where
     let observed = match observed {
         Some(o) => Some(o),
         None => {
-            fetched = api.get_opt(&name).await.map_err(Error::kube(format!("get {} {name}", K::kind(&()))))?;
+            fetched = api
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube(format!("get {} {name}", K::kind(&()))))?;
             fetched.as_ref()
         }
     };
     if let Some(observed) = observed {
         if !controlled_by(observed, owner_uid) {
-            return Err(Error::NotOwned { kind: K::kind(&()).into_owned(), name });
+            return Err(Error::NotOwned {
+                kind: K::kind(&()).into_owned(),
+                name,
+            });
         }
         if !needs_apply(&value, &serde_json::to_value(observed)?) {
             return Ok(Outcome::Unchanged);
@@ -160,14 +177,21 @@ where
     }
     let mut value = value;
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("apiVersion".into(), Value::String(K::api_version(&()).into_owned()));
+        obj.insert(
+            "apiVersion".into(),
+            Value::String(K::api_version(&()).into_owned()),
+        );
         obj.insert("kind".into(), Value::String(K::kind(&()).into_owned()));
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(&value))
         .await
         .map_err(Error::kube(format!("apply {} {name}", K::kind(&()))))?;
-    Ok(if observed.is_some() { Outcome::Updated } else { Outcome::Created })
+    Ok(if observed.is_some() {
+        Outcome::Updated
+    } else {
+        Outcome::Created
+    })
 }
 
 /// Deletes `observed` if this app controls it (render no longer wants it).
@@ -179,7 +203,10 @@ where
         return Ok(Outcome::Absent);
     };
     let name = observed.name_any();
-    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
     match api.delete(&name, &params).await {
         Ok(_) => Ok(Outcome::Pruned),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
@@ -204,17 +231,32 @@ mod tests {
     #[test]
     fn edits_of_our_fields_are_drift() {
         let desired = json!({"spec": {"replicas": 3, "ports": [{"port": 80}]}});
-        assert!(needs_apply(&desired, &json!({"spec": {"replicas": 5, "ports": [{"port": 80}]}})));
-        assert!(needs_apply(&desired, &json!({"spec": {"replicas": 3, "ports": [{"port": 80}, {"port": 81}]}})));
-        assert!(needs_apply(&desired, &json!({"spec": {"ports": [{"port": 80}]}})));
+        assert!(needs_apply(
+            &desired,
+            &json!({"spec": {"replicas": 5, "ports": [{"port": 80}]}})
+        ));
+        assert!(needs_apply(
+            &desired,
+            &json!({"spec": {"replicas": 3, "ports": [{"port": 80}, {"port": 81}]}})
+        ));
+        assert!(needs_apply(
+            &desired,
+            &json!({"spec": {"ports": [{"port": 80}]}})
+        ));
     }
 
     /// Quantities the API server rewrites compare by value.
     #[test]
     fn quantities_compare_by_value() {
         assert!(is_subset(&json!({"cpu": "0.5"}), &json!({"cpu": "500m"})));
-        assert!(is_subset(&json!({"memory": "1024Mi"}), &json!({"memory": "1Gi"})));
-        assert!(!is_subset(&json!({"memory": "1000Mi"}), &json!({"memory": "1Gi"})));
+        assert!(is_subset(
+            &json!({"memory": "1024Mi"}),
+            &json!({"memory": "1Gi"})
+        ));
+        assert!(!is_subset(
+            &json!({"memory": "1000Mi"}),
+            &json!({"memory": "1Gi"})
+        ));
         assert!(!is_subset(&json!({"image": "a"}), &json!({"image": "b"})));
         assert_eq!(parse_quantity("250m"), Some(0.25));
         assert_eq!(parse_quantity("2k"), Some(2000.0));
@@ -229,14 +271,20 @@ mod tests {
         // The cluster still holds replicas: 3 and the old hash.
         assert!(!needs_apply(&with, &with));
         assert!(needs_apply(&without, &with));
-        assert_eq!(desired_hash(&json!({"a": 1})), desired_hash(&json!({"a": 1})));
+        assert_eq!(
+            desired_hash(&json!({"a": 1})),
+            desired_hash(&json!({"a": 1}))
+        );
         assert_eq!(desired_hash(&json!({"a": 1})).len(), 16);
     }
 
     /// Empty lists and nulls in the desired object match fields the server omits.
     #[test]
     fn empty_desired_values_match_absent_fields() {
-        assert!(is_subset(&json!({"env": [], "x": null, "m": {}}), &json!({})));
+        assert!(is_subset(
+            &json!({"env": [], "x": null, "m": {}}),
+            &json!({})
+        ));
         assert!(!is_subset(&json!({"env": [{"name": "A"}]}), &json!({})));
     }
 }

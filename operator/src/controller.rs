@@ -49,7 +49,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { resync: Duration::from_secs(300), concurrency: 16 }
+        Config {
+            resync: Duration::from_secs(300),
+            concurrency: 16,
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, caches: Caches, config: Config) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -115,12 +121,17 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<()> {
     let result = match validate(app, owner.clone()) {
         Ok(validated) => {
             let children = render(&validated);
-            apply_children(ctx, &ns, &owner.uid, &children, app).await.map(|()| validated)
+            apply_children(ctx, &ns, &owner.uid, &children, app)
+                .await
+                .map(|()| validated)
         }
         Err(e) => Err(e),
     };
 
-    let error = result.as_ref().err().map(|e| (e.metric_label(), e.to_string()));
+    let error = result
+        .as_ref()
+        .err()
+        .map(|e| (e.metric_label(), e.to_string()));
     // Status needs a validated app even when applying failed; a spec that did not validate
     // has only its error to report.
     let validated = match &result {
@@ -171,11 +182,42 @@ async fn apply_children(
     let client = &ctx.client;
     let name = app.name_any();
     let steps = [
-        ("Deployment", sync(client, ns, uid, &name, Some(&children.deployment), &c.deployments).await?),
-        ("Service", sync(client, ns, uid, &name, Some(&children.service), &c.services).await?),
-        ("PodDisruptionBudget", sync(client, ns, uid, &name, Some(&children.pdb), &c.pdbs).await?),
-        ("HorizontalPodAutoscaler", sync(client, ns, uid, &name, children.hpa.as_ref(), &c.hpas).await?),
-        ("Ingress", sync(client, ns, uid, &name, children.ingress.as_ref(), &c.ingresses).await?),
+        (
+            "Deployment",
+            sync(
+                client,
+                ns,
+                uid,
+                &name,
+                Some(&children.deployment),
+                &c.deployments,
+            )
+            .await?,
+        ),
+        (
+            "Service",
+            sync(client, ns, uid, &name, Some(&children.service), &c.services).await?,
+        ),
+        (
+            "PodDisruptionBudget",
+            sync(client, ns, uid, &name, Some(&children.pdb), &c.pdbs).await?,
+        ),
+        (
+            "HorizontalPodAutoscaler",
+            sync(client, ns, uid, &name, children.hpa.as_ref(), &c.hpas).await?,
+        ),
+        (
+            "Ingress",
+            sync(
+                client,
+                ns,
+                uid,
+                &name,
+                children.ingress.as_ref(),
+                &c.ingresses,
+            )
+            .await?,
+        ),
     ];
     for (kind, outcome) in steps {
         let (reason, verb) = match outcome {
@@ -185,7 +227,15 @@ async fn apply_children(
             Outcome::Unchanged | Outcome::Absent => continue,
         };
         info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
-        publish(ctx, app, EventType::Normal, reason, "Apply", format!("{kind} {name} {verb}")).await;
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            reason,
+            "Apply",
+            format!("{kind} {name} {verb}"),
+        )
+        .await;
     }
     Ok(())
 }
@@ -225,7 +275,9 @@ pub fn placements(caches: &Caches, ns: &str, app: &str) -> Vec<PodPlacement> {
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| {
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            let zone = node.and_then(|n| caches.nodes.get(&ObjectRef::new(&n))).and_then(|n| n.labels().get(ZONE_LABEL).cloned());
+            let zone = node
+                .and_then(|n| caches.nodes.get(&ObjectRef::new(&n)))
+                .and_then(|n| n.labels().get(ZONE_LABEL).cloned());
             let ready = p
                 .status
                 .as_ref()
@@ -236,16 +288,25 @@ pub fn placements(caches: &Caches, ns: &str, app: &str) -> Vec<PodPlacement> {
         .collect()
 }
 
-async fn patch_status(ctx: &Context, app: &HighlyAvailableApp, ns: &str, status: &HighlyAvailableAppStatus) -> Result<()> {
+async fn patch_status(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    ns: &str,
+    status: &HighlyAvailableAppStatus,
+) -> Result<()> {
     let api: Api<HighlyAvailableApp> = Api::namespaced(ctx.client.clone(), ns);
     let body = json!({
         "apiVersion": "halo.dev/v1alpha1",
         "kind": "HighlyAvailableApp",
         "status": status,
     });
-    api.patch_status(&app.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube("patch status"))?;
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::kube("patch status"))?;
     Ok(())
 }
 
@@ -258,23 +319,53 @@ async fn publish_transitions(
 ) {
     for type_ in [READY, ZONE_RESILIENT] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
-            s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
         };
         let (before, after) = (find(old), find(Some(new)));
-        let Some((status, reason, message)) = after else { continue };
+        let Some((status, reason, message)) = after else {
+            continue;
+        };
         if before.as_ref().map(|b| (&b.0, &b.1)) == Some((&status, &reason)) {
             continue;
         }
-        let type_ev = if status == "True" { EventType::Normal } else { EventType::Warning };
-        publish(ctx, app, type_ev, &reason, type_, format!("{type_}={status}: {message}")).await;
+        let type_ev = if status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        publish(
+            ctx,
+            app,
+            type_ev,
+            &reason,
+            type_,
+            format!("{type_}={status}: {message}"),
+        )
+        .await;
     }
 }
 
 async fn publish_failure(ctx: &Context, app: &HighlyAvailableApp, e: &Error) {
-    publish(ctx, app, EventType::Warning, e.metric_label(), "Reconcile", e.to_string()).await;
+    publish(
+        ctx,
+        app,
+        EventType::Warning,
+        e.metric_label(),
+        "Reconcile",
+        e.to_string(),
+    )
+    .await;
 }
 
-async fn publish(ctx: &Context, app: &HighlyAvailableApp, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -290,7 +381,11 @@ async fn publish(ctx: &Context, app: &HighlyAvailableApp, type_: EventType, reas
 /// Backoff on failure: 5 s doubling up to 5 min, with jitter so many failing apps spread out.
 pub fn error_policy(app: Arc<HighlyAvailableApp>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
-    let attempts = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(1)).unwrap_or(1);
+    let attempts = ctx
+        .failures
+        .lock()
+        .map(|f| f.get(&key).copied().unwrap_or(1))
+        .unwrap_or(1);
     let delay = backoff(attempts, jitter_seed(&key));
     warn!(app = %key, reason = error.metric_label(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -298,7 +393,9 @@ pub fn error_policy(app: Arc<HighlyAvailableApp>, error: &Error, ctx: Arc<Contex
 
 /// `5 s * 2^(attempts-1)`, capped at 300 s, plus up to 10% jitter.
 pub fn backoff(attempts: u32, seed: u64) -> Duration {
-    let base = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(6)).min(300);
+    let base = 5u64
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(6))
+        .min(300);
     let jitter_ms = seed % (base * 100 + 1);
     Duration::from_millis(base * 1000 + jitter_ms)
 }
@@ -308,11 +405,17 @@ fn jitter_seed(key: &str) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or_default();
-    key.bytes().fold(nanos, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    key.bytes()
+        .fold(nanos, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
 /// A reflector cache of `K` objects that halo manages, and the stream that feeds it.
-fn managed_cache<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+fn managed_cache<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
@@ -335,21 +438,37 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
     let (pods, pod_stream) = managed_cache::<Pod>(&client);
     let (nodes, node_writer) = reflector::store();
-    let node_stream = watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<Node>| o.metadata.managed_fields = None)
-        .reflect(node_writer)
-        .touched_objects()
-        .for_each(|_| futures::future::ready(()));
+    let node_stream = watcher(
+        Api::<PartialObjectMeta<Node>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o: &mut PartialObjectMeta<Node>| o.metadata.managed_fields = None)
+    .reflect(node_writer)
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
     tokio::spawn(node_stream);
 
-    let caches = Caches { deployments, services, pdbs, hpas, ingresses, pods, nodes };
+    let caches = Caches {
+        deployments,
+        services,
+        pdbs,
+        hpas,
+        ingresses,
+        pods,
+        nodes,
+    };
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
     let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
-    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let pod_to_app = |pod: Pod| {
         let ns = pod.namespace();
-        pod.labels().get(APP_LABEL).cloned().zip(ns).map(|(app, ns)| ObjectRef::new(&app).within(&ns))
+        pod.labels()
+            .get(APP_LABEL)
+            .cloned()
+            .zip(ns)
+            .map(|(app, ns)| ObjectRef::new(&app).within(&ns))
     };
     info!("starting halo controller");
     Controller::new(apps, watcher::Config::default().any_semantic())
@@ -373,17 +492,5 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Failures back off exponentially from 5 s to a 5 min cap, with at most 10% jitter.
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1, 0), Duration::from_secs(5));
-        assert_eq!(backoff(2, 0), Duration::from_secs(10));
-        assert_eq!(backoff(4, 0), Duration::from_secs(40));
-        assert_eq!(backoff(20, 0), Duration::from_secs(300));
-        let jittered = backoff(1, 499);
-        assert!(jittered >= Duration::from_secs(5) && jittered <= Duration::from_millis(5500));
-    }
-}
+#[path = "controller_tests.rs"]
+mod tests;

@@ -166,7 +166,10 @@ pub struct Autoscaling {
     #[schemars(extend("minimum" = 1, "maximum" = 10000))]
     pub max_replicas: i32,
     /// Average CPU utilization (percent of `resources.requests.cpu`) the autoscaler aims for.
-    #[serde(default = "default_target_cpu", rename = "targetCPUUtilizationPercentage")]
+    #[serde(
+        default = "default_target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(extend("minimum" = 1, "maximum" = 100))]
     pub target_cpu_utilization_percentage: i32,
 }
@@ -238,9 +241,13 @@ impl Default for Zones {
 }
 
 /// An Availability Zone name such as `us-east-1a`.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(transparent)]
-pub struct ZoneName(#[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$"), length(max = 32))] pub String);
+pub struct ZoneName(
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$"), length(max = 32))] pub String,
+);
 
 /// The app's HTTP health endpoint.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -325,7 +332,9 @@ fn default_max_unavailable() -> i32 {
 
 impl Default for Disruption {
     fn default() -> Self {
-        Disruption { max_unavailable: default_max_unavailable() }
+        Disruption {
+            max_unavailable: default_max_unavailable(),
+        }
     }
 }
 
@@ -346,7 +355,9 @@ fn default_toleration_seconds() -> i64 {
 
 impl Default for FailureReaction {
     fn default() -> Self {
-        FailureReaction { toleration_seconds: default_toleration_seconds() }
+        FailureReaction {
+            toleration_seconds: default_toleration_seconds(),
+        }
     }
 }
 
@@ -360,7 +371,9 @@ impl Default for FailureReaction {
 pub struct IngressSpec {
     /// Host name the ALB routes to this app, e.g. `shop.example.com`.
     #[schemars(
-        regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        regex(
+            pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+        ),
         length(max = 253)
     )]
     pub host: String,
@@ -369,7 +382,9 @@ pub struct IngressSpec {
     pub scheme: Scheme,
     /// ACM certificate for the HTTPS listener (port 443). Without it only HTTP (port 80) listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$"))]
+    #[schemars(regex(
+        pattern = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$"
+    ))]
     pub certificate_arn: Option<String>,
     /// Redirect HTTP to HTTPS. Needs `certificateArn`.
     #[serde(default)]
@@ -385,7 +400,9 @@ pub struct IngressSpec {
 }
 
 /// ALB scheme.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Reachable from the internet.

@@ -41,7 +41,9 @@ pub enum Error {
     },
 
     /// A child object exists with our name but is not controlled by this app.
-    #[error("{kind} {name} exists and is not owned by this HighlyAvailableApp; rename or delete it")]
+    #[error(
+        "{kind} {name} exists and is not owned by this HighlyAvailableApp; rename or delete it"
+    )]
     NotOwned { kind: String, name: String },
 
     /// The object lacks metadata the API server always sets (name, namespace, uid).

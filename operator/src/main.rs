@@ -12,7 +12,11 @@ use halo::render::render;
 use halo::validate::{owner_of, validate};
 
 #[derive(Parser)]
-#[command(name = "halo", version, about = "Makes an application survive the loss of a node or an Availability Zone")]
+#[command(
+    name = "halo",
+    version,
+    about = "Makes an application survive the loss of a node or an Availability Zone"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,19 +71,33 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crd_yaml()?);
             Ok(())
         }
-        Command::Render { file, output, namespace } => {
+        Command::Render {
+            file,
+            output,
+            namespace,
+        } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
             } else {
-                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
             };
             print!("{}", render_manifest(&text, &namespace, output)?);
             Ok(())
         }
-        Command::Run { resync_seconds, concurrency, log_format } => {
+        Command::Run {
+            resync_seconds,
+            concurrency,
+            log_format,
+        } => {
             init_logging(log_format);
-            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API server")?;
-            let config = halo::controller::Config { resync: Duration::from_secs(resync_seconds), concurrency };
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API server")?;
+            let config = halo::controller::Config {
+                resync: Duration::from_secs(resync_seconds),
+                concurrency,
+            };
             halo::controller::run(client, config).await
         }
     }
@@ -107,10 +125,19 @@ fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Resul
         if doc.get("kind").and_then(|k| k.as_str()) != Some("HighlyAvailableApp") {
             continue;
         }
-        let app: HighlyAvailableApp = serde_json::from_value(doc).context("reading the HighlyAvailableApp")?;
+        let app: HighlyAvailableApp =
+            serde_json::from_value(doc).context("reading the HighlyAvailableApp")?;
         if let Err(errors) = app.validate_cel() {
-            let lines: Vec<String> = errors.as_slice().iter().map(|e| format!("  {}: {}", e.field_path, e.message)).collect();
-            bail!("{} is invalid:\n{}", app.metadata.name.as_deref().unwrap_or("<unnamed>"), lines.join("\n"));
+            let lines: Vec<String> = errors
+                .as_slice()
+                .iter()
+                .map(|e| format!("  {}: {}", e.field_path, e.message))
+                .collect();
+            bail!(
+                "{} is invalid:\n{}",
+                app.metadata.name.as_deref().unwrap_or("<unnamed>"),
+                lines.join("\n")
+            );
         }
         let owner = owner_of(&app, namespace, Some("<uid assigned by the API server>"))?;
         let validated = validate(&app, owner)?;
@@ -144,8 +171,20 @@ mod tests {
     fn render_full_sample_prints_all_kinds() {
         let text = include_str!("../../config/samples/full.yaml");
         let out = render_manifest(text, "default", Output::Yaml).expect("renders");
-        let kinds: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
-        assert_eq!(kinds, vec!["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Ingress"]);
+        let kinds: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "Deployment",
+                "Service",
+                "PodDisruptionBudget",
+                "HorizontalPodAutoscaler",
+                "Ingress"
+            ]
+        );
         assert_eq!(out.matches("---\n").count(), 5);
         let json = render_manifest(text, "default", Output::Json).expect("renders json");
         let list: serde_json::Value = serde_json::from_str(&json).expect("valid json");
@@ -156,15 +195,22 @@ mod tests {
     /// A spec the API server would refuse is refused by the preview too, naming the field.
     #[test]
     fn render_refuses_invalid_specs() {
-        let text = include_str!("../../config/samples/small.yaml").replace("port: 8080", "port: 8080\n  replicas: 2");
-        let err = render_manifest(&text, "default", Output::Yaml).expect_err("must be refused").to_string();
-        assert!(err.contains("spec.replicas: replicas must be at least zones.minZones"), "{err}");
+        let text = include_str!("../../config/samples/small.yaml")
+            .replace("port: 8080", "port: 8080\n  replicas: 2");
+        let err = render_manifest(&text, "default", Output::Yaml)
+            .expect_err("must be refused")
+            .to_string();
+        assert!(
+            err.contains("spec.replicas: replicas must be at least zones.minZones"),
+            "{err}"
+        );
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.
     #[test]
     fn render_needs_an_app() {
-        let err = render_manifest("apiVersion: v1\nkind: ConfigMap\n", "default", Output::Yaml).expect_err("error");
+        let err = render_manifest("apiVersion: v1\nkind: ConfigMap\n", "default", Output::Yaml)
+            .expect_err("error");
         assert_eq!(err.to_string(), "no HighlyAvailableApp found in the input");
     }
 }

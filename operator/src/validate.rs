@@ -17,7 +17,11 @@ pub enum Replicas {
     /// halo sets `spec.replicas` of the Deployment.
     Fixed(i32),
     /// A HorizontalPodAutoscaler does; halo leaves `spec.replicas` out of what it applies.
-    Autoscaled { min: i32, max: i32, target_cpu_utilization_percentage: i32 },
+    Autoscaled {
+        min: i32,
+        max: i32,
+        target_cpu_utilization_percentage: i32,
+    },
 }
 
 impl Replicas {
@@ -61,15 +65,29 @@ pub struct ValidatedApp {
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
-pub fn owner_of(app: &HighlyAvailableApp, default_namespace: &str, placeholder_uid: Option<&str>) -> Result<Owner> {
-    let name = app.metadata.name.clone().ok_or(Error::MissingMetadata("metadata.name"))?;
-    let namespace = app.namespace().unwrap_or_else(|| default_namespace.to_string());
+pub fn owner_of(
+    app: &HighlyAvailableApp,
+    default_namespace: &str,
+    placeholder_uid: Option<&str>,
+) -> Result<Owner> {
+    let name = app
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("metadata.name"))?;
+    let namespace = app
+        .namespace()
+        .unwrap_or_else(|| default_namespace.to_string());
     let uid = match (app.uid(), placeholder_uid) {
         (Some(uid), _) => uid,
         (None, Some(placeholder)) => placeholder.to_string(),
         (None, None) => return Err(Error::MissingMetadata("metadata.uid")),
     };
-    Ok(Owner { name, namespace, uid })
+    Ok(Owner {
+        name,
+        namespace,
+        uid,
+    })
 }
 
 /// Resolves the spec into a [`ValidatedApp`].
@@ -89,7 +107,13 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
         },
         None => Replicas::Fixed(spec.replicas),
     };
-    let mut names: Vec<String> = spec.zones.names.iter().flatten().map(|z| z.0.clone()).collect();
+    let mut names: Vec<String> = spec
+        .zones
+        .names
+        .iter()
+        .flatten()
+        .map(|z| z.0.clone())
+        .collect();
     names.sort();
     names.dedup();
     Ok(ValidatedApp {
@@ -117,7 +141,10 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
 }
 
 fn invalid(field: &str, message: &str) -> Error {
-    Error::InvalidSpec { field: field.into(), message: message.into() }
+    Error::InvalidSpec {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// `[a-z]([-a-z0-9]*[a-z0-9])?`
@@ -127,7 +154,9 @@ pub fn is_dns1035_label(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_lowercase()
                 && (last.is_ascii_lowercase() || last.is_ascii_digit())
-                && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         }
         _ => false,
     }

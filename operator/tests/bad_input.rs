@@ -37,14 +37,25 @@ fn sample() -> Value {
 
 fn schema() -> Value {
     let crd = HighlyAvailableApp::crd();
-    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
     serde_json::to_value(schema).expect("schema json")
 }
 
 /// The API server's wording of a structural schema violation, without the value.
 fn api_server_wording(kind: &jsonschema::error::ValidationErrorKind) -> String {
     use jsonschema::error::ValidationErrorKind as K;
-    let quoted = |v: &Value| v.as_array().into_iter().flatten().map(|o| o.to_string()).collect::<Vec<_>>().join(", ");
+    let quoted = |v: &Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     // The CRD stores limits as float64; Go prints integral ones without a fraction.
     let number = |v: &Value| match v.as_f64() {
         Some(f) if f.fract() == 0.0 => format!("{}", f as i64),
@@ -70,15 +81,18 @@ fn refusals(manifest: &Value) -> Vec<(String, String)> {
         .iter_errors(manifest)
         .map(|e| {
             let path = e.instance_path.to_string();
-            let field = path.trim_start_matches('/').split('/').fold(String::new(), |acc, seg| {
-                if seg.chars().all(|c| c.is_ascii_digit()) && !acc.is_empty() {
-                    format!("{acc}[{seg}]")
-                } else if acc.is_empty() {
-                    seg.to_string()
-                } else {
-                    format!("{acc}.{seg}")
-                }
-            });
+            let field = path
+                .trim_start_matches('/')
+                .split('/')
+                .fold(String::new(), |acc, seg| {
+                    if seg.chars().all(|c| c.is_ascii_digit()) && !acc.is_empty() {
+                        format!("{acc}[{seg}]")
+                    } else if acc.is_empty() {
+                        seg.to_string()
+                    } else {
+                        format!("{acc}.{seg}")
+                    }
+                });
             (field, api_server_wording(&e.kind))
         })
         .collect();
@@ -86,17 +100,23 @@ fn refusals(manifest: &Value) -> Vec<(String, String)> {
         return schema_errors;
     }
     // The API server applies the schema defaults before CEL; serde does the same here.
-    let app: HighlyAvailableApp = serde_json::from_value(manifest.clone()).expect("schema-valid manifest deserializes");
+    let app: HighlyAvailableApp =
+        serde_json::from_value(manifest.clone()).expect("schema-valid manifest deserializes");
     match app.validate_cel() {
         Ok(()) => vec![],
-        Err(errors) => errors.as_slice().iter().map(|e| (e.field_path.clone(), e.message.clone())).collect(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| (e.field_path.clone(), e.message.clone()))
+            .collect(),
     }
 }
 
 /// Each bad spec is refused with the field and message of the table.
 #[test]
 fn every_bad_spec_is_refused_with_its_message() {
-    let cases: Vec<Case> = serde_saphyr::from_str(include_str!("data/bad-specs.yaml")).expect("table parses");
+    let cases: Vec<Case> =
+        serde_saphyr::from_str(include_str!("data/bad-specs.yaml")).expect("table parses");
     assert!(cases.len() >= 10, "the table must keep at least 10 cases");
     let mut failures = Vec::new();
     for case in &cases {
@@ -114,7 +134,10 @@ fn every_bad_spec_is_refused_with_its_message() {
 /// The samples themselves are accepted.
 #[test]
 fn samples_are_accepted() {
-    for text in [include_str!("../../config/samples/small.yaml"), include_str!("../../config/samples/full.yaml")] {
+    for text in [
+        include_str!("../../config/samples/small.yaml"),
+        include_str!("../../config/samples/full.yaml"),
+    ] {
         let manifest: Value = serde_saphyr::from_str(text).expect("sample parses");
         assert_eq!(refusals(&manifest), vec![]);
     }

@@ -1,7 +1,9 @@
 //! The Deployment: pods spread across zones (and hosts), probes from the health check,
 //! fast eviction from dead nodes, restricted security context, surge-only rollouts.
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, HTTPGetAction, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
@@ -15,7 +17,10 @@ use crate::meta::{HOSTNAME_LABEL, ZONE_LABEL, common_labels, selector_labels};
 use crate::validate::{Replicas, ValidatedApp};
 
 /// Taints the node lifecycle controller puts on a node that stopped reporting.
-pub const NODE_FAILURE_TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+pub const NODE_FAILURE_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
 
 /// Period of the startup probe; its failure threshold stretches it to `startupSeconds`.
 const STARTUP_PERIOD_SECONDS: i32 = 5;
@@ -31,7 +36,10 @@ pub fn deployment(app: &ValidatedApp) -> Deployment {
         metadata: app.owner.child_meta(),
         spec: Some(DeploymentSpec {
             replicas,
-            selector: LabelSelector { match_labels: Some(selector_labels(name)), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -41,7 +49,10 @@ pub fn deployment(app: &ValidatedApp) -> Deployment {
                 }),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(common_labels(name)), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(common_labels(name)),
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(pod_spec(app)),
             },
             ..DeploymentSpec::default()
@@ -109,7 +120,10 @@ fn container(app: &ValidatedApp) -> Container {
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
             seccomp_profile: Some(runtime_default()),
             ..SecurityContext::default()
         }),
@@ -132,26 +146,38 @@ fn probe(app: &ValidatedApp, period_seconds: i32) -> Probe {
 }
 
 fn runtime_default() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    }
 }
 
 /// Zone spread (hard) plus host spread (soft). `nodeTaintsPolicy: Honor` makes the tainted
 /// nodes of a dead zone stop counting as a domain, so replacements land in surviving zones.
 fn spread(app: &ValidatedApp) -> Vec<TopologySpreadConstraint> {
-    let selector = LabelSelector { match_labels: Some(selector_labels(&app.owner.name)), ..LabelSelector::default() };
-    let constraint = |key: &str, max_skew: i32, when: &str, min_domains: Option<i32>| TopologySpreadConstraint {
-        topology_key: key.into(),
-        max_skew,
-        when_unsatisfiable: when.into(),
-        label_selector: Some(selector.clone()),
-        // Spread each ReplicaSet on its own, so a rollout does not count the old pods.
-        match_label_keys: Some(vec!["pod-template-hash".into()]),
-        node_taints_policy: Some("Honor".into()),
-        node_affinity_policy: Some("Honor".into()),
-        min_domains,
+    let selector = LabelSelector {
+        match_labels: Some(selector_labels(&app.owner.name)),
+        ..LabelSelector::default()
     };
+    let constraint =
+        |key: &str, max_skew: i32, when: &str, min_domains: Option<i32>| TopologySpreadConstraint {
+            topology_key: key.into(),
+            max_skew,
+            when_unsatisfiable: when.into(),
+            label_selector: Some(selector.clone()),
+            // Spread each ReplicaSet on its own, so a rollout does not count the old pods.
+            match_label_keys: Some(vec!["pod-template-hash".into()]),
+            node_taints_policy: Some("Honor".into()),
+            node_affinity_policy: Some("Honor".into()),
+            min_domains,
+        };
     vec![
-        constraint(ZONE_LABEL, app.zones.max_skew, "DoNotSchedule", app.zones.min_domains),
+        constraint(
+            ZONE_LABEL,
+            app.zones.max_skew,
+            "DoNotSchedule",
+            app.zones.min_domains,
+        ),
         constraint(HOSTNAME_LABEL, 1, "ScheduleAnyway", None),
     ]
 }
@@ -188,7 +214,12 @@ mod tests {
     use crate::render::fixtures::{FULL, SMALL, validated};
 
     fn pod(d: &Deployment) -> PodSpec {
-        d.spec.clone().expect("spec").template.spec.expect("pod spec")
+        d.spec
+            .clone()
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod spec")
     }
 
     /// The zone spread is hard, honours taints (so a dead zone stops counting) and has no minDomains by default.
@@ -203,9 +234,14 @@ mod tests {
         assert_eq!(zone.when_unsatisfiable, "DoNotSchedule");
         assert_eq!(zone.node_taints_policy.as_deref(), Some("Honor"));
         assert_eq!(zone.min_domains, None);
-        assert_eq!(zone.match_label_keys, Some(vec!["pod-template-hash".to_string()]));
         assert_eq!(
-            zone.label_selector.as_ref().and_then(|s| s.match_labels.clone()),
+            zone.match_label_keys,
+            Some(vec!["pod-template-hash".to_string()])
+        );
+        assert_eq!(
+            zone.label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone()),
             Some(selector_labels("web"))
         );
         let host = &spread[1];
@@ -235,9 +271,19 @@ mod tests {
         assert_eq!(expr.operator, "In");
         assert_eq!(
             expr.values,
-            Some(vec!["us-east-1a".to_string(), "us-east-1b".to_string(), "us-east-1c".to_string()])
+            Some(vec![
+                "us-east-1a".to_string(),
+                "us-east-1b".to_string(),
+                "us-east-1c".to_string()
+            ])
         );
-        assert_eq!(deployment(&validated(SMALL)).spec.and_then(|s| s.template.spec).and_then(|p| p.affinity), None);
+        assert_eq!(
+            deployment(&validated(SMALL))
+                .spec
+                .and_then(|s| s.template.spec)
+                .and_then(|p| p.affinity),
+            None
+        );
     }
 
     /// Probes hit the health path on the named port with the configured timing.
@@ -253,7 +299,10 @@ mod tests {
         assert_eq!(readiness.failure_threshold, Some(3));
         assert_eq!(readiness.success_threshold, Some(1));
         let liveness = c.liveness_probe.expect("liveness");
-        assert_eq!(liveness.http_get.and_then(|g| g.path).as_deref(), Some("/healthz"));
+        assert_eq!(
+            liveness.http_get.and_then(|g| g.path).as_deref(),
+            Some("/healthz")
+        );
         assert_eq!(liveness.failure_threshold, Some(6));
         let startup = c.startup_probe.expect("startup");
         assert_eq!(startup.period_seconds, Some(5));
@@ -264,9 +313,17 @@ mod tests {
     #[test]
     fn tolerations_shorten_eviction_from_failed_nodes() {
         for (fixture, seconds) in [(SMALL, 30), (FULL, 20)] {
-            let tolerations = pod(&deployment(&validated(fixture))).tolerations.expect("tolerations");
+            let tolerations = pod(&deployment(&validated(fixture)))
+                .tolerations
+                .expect("tolerations");
             let keys: Vec<_> = tolerations.iter().filter_map(|t| t.key.clone()).collect();
-            assert_eq!(keys, vec!["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]);
+            assert_eq!(
+                keys,
+                vec![
+                    "node.kubernetes.io/not-ready",
+                    "node.kubernetes.io/unreachable"
+                ]
+            );
             for t in &tolerations {
                 assert_eq!(t.operator.as_deref(), Some("Exists"));
                 assert_eq!(t.effect.as_deref(), Some("NoExecute"));
@@ -281,18 +338,33 @@ mod tests {
         let pod = pod(&deployment(&validated(SMALL)));
         let psc = pod.security_context.expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
-        let sc = pod.containers[0].security_context.clone().expect("container security context");
+        assert_eq!(
+            psc.seccomp_profile.map(|s| s.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        let sc = pod.containers[0]
+            .security_context
+            .clone()
+            .expect("container security context");
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.run_as_non_root, Some(true));
-        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
-        assert_eq!(sc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
+        assert_eq!(
+            sc.capabilities.and_then(|c| c.drop),
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(
+            sc.seccomp_profile.map(|s| s.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
     }
 
     /// Rollouts only surge, so the app never has fewer pods than asked for.
     #[test]
     fn rollout_never_goes_below_desired() {
-        let strategy = deployment(&validated(SMALL)).spec.and_then(|s| s.strategy).expect("strategy");
+        let strategy = deployment(&validated(SMALL))
+            .spec
+            .and_then(|s| s.strategy)
+            .expect("strategy");
         let rolling = strategy.rolling_update.expect("rolling update");
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
         assert_eq!(rolling.max_surge, Some(IntOrString::String("25%".into())));
@@ -301,8 +373,14 @@ mod tests {
     /// With autoscaling the HPA owns replicas, so halo's Deployment leaves the field out.
     #[test]
     fn replicas_left_to_the_hpa_when_autoscaling() {
-        assert_eq!(deployment(&validated(SMALL)).spec.and_then(|s| s.replicas), Some(3));
-        assert_eq!(deployment(&validated(FULL)).spec.and_then(|s| s.replicas), None);
+        assert_eq!(
+            deployment(&validated(SMALL)).spec.and_then(|s| s.replicas),
+            Some(3)
+        );
+        assert_eq!(
+            deployment(&validated(FULL)).spec.and_then(|s| s.replicas),
+            None
+        );
     }
 
     /// The container carries the user's image, port, env, resources, command and args.
@@ -312,11 +390,20 @@ mod tests {
         assert_eq!(c.name, "app");
         assert_eq!(c.image.as_deref(), Some("registry.example.com/shop:1.4.2"));
         let port = &c.ports.expect("ports")[0];
-        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8080));
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("http"), 8080)
+        );
         let env = c.env.expect("env");
         assert_eq!(env[0].name, "LOG_LEVEL");
         assert_eq!(env[0].value.as_deref(), Some("info"));
-        assert_eq!(c.env_from.expect("envFrom")[0].config_map_ref.as_ref().map(|r| r.name.as_str()), Some("shop-config"));
+        assert_eq!(
+            c.env_from.expect("envFrom")[0]
+                .config_map_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+            Some("shop-config")
+        );
         let requests = c.resources.and_then(|r| r.requests).expect("requests");
         assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("250m"));
         assert_eq!(c.command, Some(vec!["/app/shop".to_string()]));

@@ -1,14 +1,19 @@
 //! The HorizontalPodAutoscaler (autoscaling/v2), only when `spec.autoscaling` is set.
 
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
-    ResourceMetricSource,
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
 
 use crate::validate::{Replicas, ValidatedApp};
 
 pub fn hpa(app: &ValidatedApp) -> Option<HorizontalPodAutoscaler> {
-    let Replicas::Autoscaled { min, max, target_cpu_utilization_percentage } = app.replicas else {
+    let Replicas::Autoscaled {
+        min,
+        max,
+        target_cpu_utilization_percentage,
+    } = app.replicas
+    else {
         return None;
     };
     Some(HorizontalPodAutoscaler {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
-    ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 
 use super::PORT_NAME;
@@ -26,10 +26,22 @@ pub fn ingress(app: &ValidatedApp) -> Option<Ingress> {
     set("healthcheck-protocol", "HTTP".into());
     set("healthcheck-port", "traffic-port".into());
     set("healthcheck-path", health.path.clone());
-    set("healthcheck-interval-seconds", health.period_seconds.to_string());
-    set("healthcheck-timeout-seconds", health.timeout_seconds.to_string());
-    set("healthy-threshold-count", health.healthy_threshold.to_string());
-    set("unhealthy-threshold-count", health.unhealthy_threshold.to_string());
+    set(
+        "healthcheck-interval-seconds",
+        health.period_seconds.to_string(),
+    );
+    set(
+        "healthcheck-timeout-seconds",
+        health.timeout_seconds.to_string(),
+    );
+    set(
+        "healthy-threshold-count",
+        health.healthy_threshold.to_string(),
+    );
+    set(
+        "unhealthy-threshold-count",
+        health.unhealthy_threshold.to_string(),
+    );
     set("success-codes", "200-399".into());
     match &spec.certificate_arn {
         Some(arn) => {
@@ -63,7 +75,10 @@ pub fn ingress(app: &ValidatedApp) -> Option<Ingress> {
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: app.owner.name.clone(),
-                                port: Some(ServiceBackendPort { name: Some(PORT_NAME.into()), number: None }),
+                                port: Some(ServiceBackendPort {
+                                    name: Some(PORT_NAME.into()),
+                                    number: None,
+                                }),
                             }),
                             ..IngressBackend::default()
                         },
@@ -79,7 +94,11 @@ pub fn ingress(app: &ValidatedApp) -> Option<Ingress> {
 /// The URL users reach the app at.
 pub fn url(app: &ValidatedApp) -> Option<String> {
     let spec = app.ingress.as_ref()?;
-    let scheme = if spec.certificate_arn.is_some() { "https" } else { "http" };
+    let scheme = if spec.certificate_arn.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     Some(format!("{scheme}://{}", spec.host))
 }
 
@@ -93,7 +112,10 @@ mod tests {
     fn annotations_configure_the_alb() {
         let ing = ingress(&validated(FULL)).expect("ingress");
         let a = ing.metadata.annotations.clone().expect("annotations");
-        let get = |k: &str| a.get(&format!("alb.ingress.kubernetes.io/{k}")).map(String::as_str);
+        let get = |k: &str| {
+            a.get(&format!("alb.ingress.kubernetes.io/{k}"))
+                .map(String::as_str)
+        };
         assert_eq!(get("scheme"), Some("internet-facing"));
         assert_eq!(get("target-type"), Some("ip"));
         assert_eq!(get("healthcheck-path"), Some("/healthz"));
@@ -102,10 +124,15 @@ mod tests {
         assert_eq!(get("healthcheck-timeout-seconds"), Some("5"));
         assert_eq!(get("healthy-threshold-count"), Some("2"));
         assert_eq!(get("unhealthy-threshold-count"), Some("3"));
-        assert_eq!(get("listen-ports"), Some(r#"[{"HTTP": 80}, {"HTTPS": 443}]"#));
+        assert_eq!(
+            get("listen-ports"),
+            Some(r#"[{"HTTP": 80}, {"HTTPS": 443}]"#)
+        );
         assert_eq!(
             get("certificate-arn"),
-            Some("arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789")
+            Some(
+                "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+            )
         );
         assert_eq!(get("ssl-redirect"), Some("443"));
         assert_eq!(get("group.name"), Some("shared-alb"));
@@ -117,10 +144,17 @@ mod tests {
         assert_eq!(spec.ingress_class_name.as_deref(), Some("alb"));
         let rule = &spec.rules.expect("rules")[0];
         assert_eq!(rule.host.as_deref(), Some("shop.example.com"));
-        let backend = rule.http.as_ref().expect("http").paths[0].backend.service.clone().expect("service");
+        let backend = rule.http.as_ref().expect("http").paths[0]
+            .backend
+            .service
+            .clone()
+            .expect("service");
         assert_eq!(backend.name, "shop");
         assert_eq!(backend.port.and_then(|p| p.name).as_deref(), Some("http"));
-        assert_eq!(url(&validated(FULL)).as_deref(), Some("https://shop.example.com"));
+        assert_eq!(
+            url(&validated(FULL)).as_deref(),
+            Some("https://shop.example.com")
+        );
     }
 
     /// Without a certificate there is only an HTTP listener and no redirect.
@@ -134,11 +168,29 @@ mod tests {
             i.waf_acl_arn = None;
             i.scheme = crate::crd::Scheme::Internal;
         }
-        let a = ingress(&app).and_then(|i| i.metadata.annotations).expect("annotations");
-        assert_eq!(a.get("alb.ingress.kubernetes.io/listen-ports").map(String::as_str), Some(r#"[{"HTTP": 80}]"#));
-        assert_eq!(a.get("alb.ingress.kubernetes.io/scheme").map(String::as_str), Some("internal"));
-        for absent in ["certificate-arn", "ssl-redirect", "group.name", "wafv2-acl-arn"] {
-            assert!(!a.contains_key(&format!("alb.ingress.kubernetes.io/{absent}")), "{absent} must be absent");
+        let a = ingress(&app)
+            .and_then(|i| i.metadata.annotations)
+            .expect("annotations");
+        assert_eq!(
+            a.get("alb.ingress.kubernetes.io/listen-ports")
+                .map(String::as_str),
+            Some(r#"[{"HTTP": 80}]"#)
+        );
+        assert_eq!(
+            a.get("alb.ingress.kubernetes.io/scheme")
+                .map(String::as_str),
+            Some("internal")
+        );
+        for absent in [
+            "certificate-arn",
+            "ssl-redirect",
+            "group.name",
+            "wafv2-acl-arn",
+        ] {
+            assert!(
+                !a.contains_key(&format!("alb.ingress.kubernetes.io/{absent}")),
+                "{absent} must be absent"
+            );
         }
         assert_eq!(url(&app).as_deref(), Some("http://shop.example.com"));
     }

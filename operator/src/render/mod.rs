@@ -76,3 +76,70 @@ pub(crate) mod fixtures {
         validate(&app, owner).expect("fixture validates")
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+    use crate::crd::{Autoscaling, HighlyAvailableApp, IngressSpec, Scheme, ZoneName};
+    use crate::validate::{owner_of, validate};
+
+    /// Render never panics on any spec the schema admits: a sweep over the schema's bounds.
+    #[test]
+    fn render_survives_the_schema_bounds() {
+        let base = fixtures::app(fixtures::SMALL);
+        let mut rendered = 0;
+        for replicas in [1, 2, 3, 10_000] {
+            for min_zones in [1, 3, 6] {
+                for (period, timeout, startup) in [(5, 2, 10), (300, 120, 3600)] {
+                    for autoscaling in [None, Some((1, 1, 1)), Some((10_000, 10_000, 100))] {
+                        for pinned in [
+                            None,
+                            Some(vec!["us-east-1a"]),
+                            Some(vec!["us-east-1c", "us-east-1a", "us-east-1b"]),
+                        ] {
+                            for ingress in [false, true] {
+                                let mut app: HighlyAvailableApp = base.clone();
+                                let s = &mut app.spec;
+                                s.replicas = replicas;
+                                s.port = if ingress { 65535 } else { 1 };
+                                s.zones.min_zones = min_zones;
+                                s.zones.max_skew = 100;
+                                s.zones.min_domains = Some(6);
+                                s.zones.min_ready_after_zone_loss = Some(10_000);
+                                s.zones.names = pinned
+                                    .clone()
+                                    .map(|v| v.into_iter().map(|z| ZoneName(z.into())).collect());
+                                s.health_check.period_seconds = period;
+                                s.health_check.timeout_seconds = timeout;
+                                s.health_check.startup_seconds = startup;
+                                s.health_check.unhealthy_threshold = 10;
+                                s.failure_reaction.toleration_seconds = 3600;
+                                s.disruption.max_unavailable = 10_000;
+                                s.autoscaling = autoscaling.map(|(min, max, cpu)| Autoscaling {
+                                    min_replicas: min,
+                                    max_replicas: max,
+                                    target_cpu_utilization_percentage: cpu,
+                                });
+                                s.ingress = ingress.then(|| IngressSpec {
+                                    host: "*.a.example".into(),
+                                    scheme: Scheme::Internal,
+                                    certificate_arn: None,
+                                    ssl_redirect: false,
+                                    group_name: Some("g".into()),
+                                    waf_acl_arn: None,
+                                });
+                                let owner = owner_of(&app, "default", Some("uid")).expect("owner");
+                                let children = render(&validate(&app, owner).expect("valid"));
+                                assert_eq!(children.hpa.is_some(), autoscaling.is_some());
+                                assert_eq!(children.ingress.is_some(), ingress);
+                                children.to_values().expect("serializes");
+                                rendered += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(rendered, 4 * 3 * 2 * 3 * 3 * 2);
+    }
+}

@@ -35,8 +35,14 @@ mod tests {
         let full = pdb(&validated(FULL)).spec.expect("spec");
         assert_eq!(full.max_unavailable, Some(IntOrString::Int(2)));
         assert_eq!(full.min_available, None);
-        assert_eq!(full.selector.and_then(|s| s.match_labels), Some(selector_labels("shop")));
-        assert_eq!(full.unhealthy_pod_eviction_policy.as_deref(), Some("AlwaysAllow"));
+        assert_eq!(
+            full.selector.and_then(|s| s.match_labels),
+            Some(selector_labels("shop"))
+        );
+        assert_eq!(
+            full.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
 
         let small = pdb(&validated(SMALL)).spec.expect("spec");
         assert_eq!(small.max_unavailable, Some(IntOrString::Int(1)));

@@ -41,7 +41,10 @@ mod tests {
         let ports = spec.ports.expect("ports");
         assert_eq!(ports.len(), 1);
         assert_eq!(ports[0].port, 8080);
-        assert_eq!(ports[0].target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(
+            ports[0].target_port,
+            Some(IntOrString::String("http".into()))
+        );
         assert_eq!(svc.metadata.name.as_deref(), Some("shop"));
         assert_eq!(svc.metadata.namespace.as_deref(), Some("shop"));
     }

@@ -13,12 +13,27 @@ pub struct Computed {
 }
 
 impl Computed {
-    pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Computed { type_, status, reason: reason.into(), message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Computed {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
-pub fn merge(old: &[Condition], computed: Vec<Computed>, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn merge(
+    old: &[Condition],
+    computed: Vec<Computed>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     computed
         .into_iter()
         .map(|c| {
@@ -52,9 +67,19 @@ mod tests {
     /// An unchanged status keeps its transition time, so a resync writes nothing.
     #[test]
     fn keeps_transition_time_while_status_is_unchanged() {
-        let first = merge(&[], vec![Computed::new("Ready", true, "Ready", "all good")], Some(1), &at(100));
+        let first = merge(
+            &[],
+            vec![Computed::new("Ready", true, "Ready", "all good")],
+            Some(1),
+            &at(100),
+        );
         assert_eq!(first[0].last_transition_time, at(100));
-        let second = merge(&first, vec![Computed::new("Ready", true, "Ready", "still good")], Some(2), &at(200));
+        let second = merge(
+            &first,
+            vec![Computed::new("Ready", true, "Ready", "still good")],
+            Some(2),
+            &at(200),
+        );
         assert_eq!(second[0].last_transition_time, at(100));
         assert_eq!(second[0].message, "still good");
         assert_eq!(second[0].observed_generation, Some(2));
@@ -63,8 +88,18 @@ mod tests {
     /// A flip moves the transition time to now.
     #[test]
     fn flip_moves_transition_time() {
-        let first = merge(&[], vec![Computed::new("Ready", true, "Ready", "ok")], Some(1), &at(100));
-        let second = merge(&first, vec![Computed::new("Ready", false, "ZoneLost", "bad")], Some(1), &at(300));
+        let first = merge(
+            &[],
+            vec![Computed::new("Ready", true, "Ready", "ok")],
+            Some(1),
+            &at(100),
+        );
+        let second = merge(
+            &first,
+            vec![Computed::new("Ready", false, "ZoneLost", "bad")],
+            Some(1),
+            &at(300),
+        );
         assert_eq!(second[0].status, "False");
         assert_eq!(second[0].reason, "ZoneLost");
         assert_eq!(second[0].last_transition_time, at(300));
@@ -75,11 +110,19 @@ mod tests {
     fn dropped_conditions_disappear() {
         let first = merge(
             &[],
-            vec![Computed::new("Ready", true, "Ready", ""), Computed::new("IngressReady", true, "Provisioned", "")],
+            vec![
+                Computed::new("Ready", true, "Ready", ""),
+                Computed::new("IngressReady", true, "Provisioned", ""),
+            ],
             Some(1),
             &at(1),
         );
-        let second = merge(&first, vec![Computed::new("Ready", true, "Ready", "")], Some(2), &at(2));
+        let second = merge(
+            &first,
+            vec![Computed::new("Ready", true, "Ready", "")],
+            Some(2),
+            &at(2),
+        );
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].type_, "Ready");
     }

@@ -65,10 +65,18 @@ pub fn compute(
         .and_then(|i| i.status.as_ref())
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .and_then(|list| list.iter().find_map(|i| i.hostname.clone().or_else(|| i.ip.clone())));
+        .and_then(|list| {
+            list.iter()
+                .find_map(|i| i.hostname.clone().or_else(|| i.ip.clone()))
+        });
     if app.ingress.is_some() {
         computed.push(match &load_balancer {
-            Some(host) => Computed::new(INGRESS_READY, true, reasons::LOAD_BALANCER_PROVISIONED, format!("ALB {host}")),
+            Some(host) => Computed::new(
+                INGRESS_READY,
+                true,
+                reasons::LOAD_BALANCER_PROVISIONED,
+                format!("ALB {host}"),
+            ),
             None => Computed::new(
                 INGRESS_READY,
                 false,
@@ -78,18 +86,32 @@ pub fn compute(
         });
     }
     let ready = ready_per_zone(&observed.pods, &app.zones.names);
-    computed.push(zone_resilience(&ready, desired, app.zones.min_zones, app.zones.min_ready_after_zone_loss));
+    computed.push(zone_resilience(
+        &ready,
+        desired,
+        app.zones.min_zones,
+        app.zones.min_ready_after_zone_loss,
+    ));
     computed.insert(0, overall(&computed, observed.error.as_ref()));
 
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let endpoints = Endpoints { url: url(app), load_balancer };
+    let endpoints = Endpoints {
+        url: url(app),
+        load_balancer,
+    };
     HighlyAvailableAppStatus {
         observed_generation: generation,
         conditions: merge(old_conditions, computed, generation, now),
         replicas: deploy_status.and_then(|s| s.replicas).or(Some(0)),
         ready_replicas: deploy_status.and_then(|s| s.ready_replicas).or(Some(0)),
         selector: Some(selector_string(&app.owner.name)),
-        zones: ready.iter().map(|(name, ready)| ZoneStatus { name: name.clone(), ready: *ready }).collect(),
+        zones: ready
+            .iter()
+            .map(|(name, ready)| ZoneStatus {
+                name: name.clone(),
+                ready: *ready,
+            })
+            .collect(),
         zone_spread: spread_summary(&ready),
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
     }
@@ -97,12 +119,18 @@ pub fn compute(
 
 fn compute_ready(deployment: Option<&Deployment>, desired: i32) -> Computed {
     let Some(d) = deployment else {
-        return Computed::new(COMPUTE_READY, false, reasons::DEPLOYMENT_MISSING, "the Deployment does not exist yet");
+        return Computed::new(
+            COMPUTE_READY,
+            false,
+            reasons::DEPLOYMENT_MISSING,
+            "the Deployment does not exist yet",
+        );
     };
     let status = d.status.clone().unwrap_or_default();
     let available = status.available_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
-    let current = d.metadata.generation.is_some() && status.observed_generation >= d.metadata.generation;
+    let current =
+        d.metadata.generation.is_some() && status.observed_generation >= d.metadata.generation;
     if !current || updated < desired {
         return Computed::new(
             COMPUTE_READY,
@@ -119,19 +147,37 @@ fn compute_ready(deployment: Option<&Deployment>, desired: i32) -> Computed {
             format!("{available}/{desired} replicas available"),
         );
     }
-    Computed::new(COMPUTE_READY, true, reasons::AVAILABLE, format!("{available}/{desired} replicas available"))
+    Computed::new(
+        COMPUTE_READY,
+        true,
+        reasons::AVAILABLE,
+        format!("{available}/{desired} replicas available"),
+    )
 }
 
 fn overall(parts: &[Computed], error: Option<&(&'static str, String)>) -> Computed {
     if let Some((reason, message)) = error {
         return Computed::new(READY, false, *reason, message.clone());
     }
-    let failing: Vec<&str> = parts.iter().filter(|c| !c.status).map(|c| c.type_).collect();
+    let failing: Vec<&str> = parts
+        .iter()
+        .filter(|c| !c.status)
+        .map(|c| c.type_)
+        .collect();
     if failing.is_empty() {
         Computed::new(READY, true, reasons::READY, "all conditions are True")
     } else {
-        let first = parts.iter().find(|c| !c.status).map(|c| c.reason.clone()).unwrap_or_default();
-        Computed::new(READY, false, first, format!("not ready: {}", failing.join(", ")))
+        let first = parts
+            .iter()
+            .find(|c| !c.status)
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        Computed::new(
+            READY,
+            false,
+            first,
+            format!("not ready: {}", failing.join(", ")),
+        )
     }
 }
 
@@ -140,7 +186,9 @@ mod tests {
     use super::*;
     use crate::render::fixtures::{FULL, SMALL, validated};
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
-    use k8s_openapi::api::networking::v1::{IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus};
+    use k8s_openapi::api::networking::v1::{
+        IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::jiff::Timestamp;
 
@@ -150,8 +198,14 @@ mod tests {
 
     fn deployment(replicas: i32, available: i32) -> Deployment {
         Deployment {
-            metadata: ObjectMeta { generation: Some(2), ..ObjectMeta::default() },
-            spec: Some(DeploymentSpec { replicas: Some(replicas), ..DeploymentSpec::default() }),
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..DeploymentSpec::default()
+            }),
             status: Some(DeploymentStatus {
                 observed_generation: Some(2),
                 replicas: Some(replicas),
@@ -164,11 +218,23 @@ mod tests {
     }
 
     fn spread(zones: &[&str]) -> Vec<PodPlacement> {
-        zones.iter().map(|z| PodPlacement { zone: Some(z.to_string()), ready: true }).collect()
+        zones
+            .iter()
+            .map(|z| PodPlacement {
+                zone: Some(z.to_string()),
+                ready: true,
+            })
+            .collect()
     }
 
-    fn condition<'a>(s: &'a HighlyAvailableAppStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-        s.conditions.iter().find(|c| c.type_ == t).expect("condition present")
+    fn condition<'a>(
+        s: &'a HighlyAvailableAppStatus,
+        t: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition present")
     }
 
     /// A converged small app is Ready, spread 1/1/1, and reports its selector for `kubectl scale`.
@@ -186,13 +252,22 @@ mod tests {
         let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, vec!["Ready", "ComputeReady", "ZoneResilient"]);
         assert_eq!(condition(&s, "Ready").status, "True");
-        assert_eq!(condition(&s, "ComputeReady").message, "3/3 replicas available");
+        assert_eq!(
+            condition(&s, "ComputeReady").message,
+            "3/3 replicas available"
+        );
         assert_eq!(s.zone_spread.as_deref(), Some("1/1/1"));
         assert_eq!(s.selector.as_deref(), Some("halo.dev/app=web"));
         assert_eq!((s.replicas, s.ready_replicas), (Some(3), Some(3)));
         assert_eq!(s.endpoints, None);
         // Same observations again: identical status, so nothing is written.
-        let again = compute(&app, Some(4), &observed, Some(&s), &Time(Timestamp::from_second(9_999).expect("ts")));
+        let again = compute(
+            &app,
+            Some(4),
+            &observed,
+            Some(&s),
+            &Time(Timestamp::from_second(9_999).expect("ts")),
+        );
         assert_eq!(again, s);
     }
 
@@ -206,7 +281,12 @@ mod tests {
         let s = compute(
             &app,
             Some(1),
-            &Observed { deployment: Some(&d), ingress: Some(&pending), pods: pods.clone(), error: None },
+            &Observed {
+                deployment: Some(&d),
+                ingress: Some(&pending),
+                pods: pods.clone(),
+                error: None,
+            },
             None,
             &now(),
         );
@@ -228,7 +308,12 @@ mod tests {
         let s = compute(
             &app,
             Some(1),
-            &Observed { deployment: Some(&d), ingress: Some(&provisioned), pods, error: None },
+            &Observed {
+                deployment: Some(&d),
+                ingress: Some(&provisioned),
+                pods,
+                error: None,
+            },
             Some(&s),
             &now(),
         );
@@ -236,7 +321,10 @@ mod tests {
         assert_eq!(condition(&s, "Ready").status, "True");
         let endpoints = s.endpoints.expect("endpoints");
         assert_eq!(endpoints.url.as_deref(), Some("https://shop.example.com"));
-        assert_eq!(endpoints.load_balancer.as_deref(), Some("k8s-shared-123.us-east-1.elb.amazonaws.com"));
+        assert_eq!(
+            endpoints.load_balancer.as_deref(),
+            Some("k8s-shared-123.us-east-1.elb.amazonaws.com")
+        );
     }
 
     /// A rollout in progress or missing pods keep ComputeReady false with the numbers.
@@ -247,17 +335,30 @@ mod tests {
         let s = compute(
             &app,
             Some(1),
-            &Observed { deployment: Some(&d), pods: spread(&["us-east-1a", "us-east-1b"]), ..Observed::default() },
+            &Observed {
+                deployment: Some(&d),
+                pods: spread(&["us-east-1a", "us-east-1b"]),
+                ..Observed::default()
+            },
             None,
             &now(),
         );
         let c = condition(&s, "ComputeReady");
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ReplicasUnavailable"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "ReplicasUnavailable")
+        );
         assert_eq!(c.message, "2/3 replicas available");
-        assert_eq!(condition(&s, "Ready").message, "not ready: ComputeReady, ZoneResilient");
+        assert_eq!(
+            condition(&s, "Ready").message,
+            "not ready: ComputeReady, ZoneResilient"
+        );
 
         let missing = compute(&app, Some(1), &Observed::default(), None, &now());
-        assert_eq!(condition(&missing, "ComputeReady").reason, "DeploymentMissing");
+        assert_eq!(
+            condition(&missing, "ComputeReady").reason,
+            "DeploymentMissing"
+        );
     }
 
     /// A failed reconcile shows on Ready with the error's reason and message.
@@ -265,12 +366,18 @@ mod tests {
     fn errors_surface_on_ready() {
         let app = validated(SMALL);
         let observed = Observed {
-            error: Some(("ChildNotOwned", "Service web exists and is not owned".into())),
+            error: Some((
+                "ChildNotOwned",
+                "Service web exists and is not owned".into(),
+            )),
             ..Observed::default()
         };
         let s = compute(&app, Some(1), &observed, None, &now());
         let ready = condition(&s, "Ready");
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ChildNotOwned"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ChildNotOwned")
+        );
         assert_eq!(ready.message, "Service web exists and is not owned");
     }
 }

@@ -34,9 +34,15 @@ pub fn zone_resilience(
     explicit_floor: Option<i32>,
 ) -> Computed {
     let min_zones = min_zones.max(1);
-    let floor = explicit_floor.unwrap_or_else(|| desired - (desired + min_zones - 1) / min_zones).max(0);
+    let floor = explicit_floor
+        .unwrap_or_else(|| desired - (desired + min_zones - 1) / min_zones)
+        .max(0);
     let total: i32 = ready.values().sum();
-    let spanned: Vec<&str> = ready.iter().filter(|(_, n)| **n > 0).map(|(z, _)| z.as_str()).collect();
+    let spanned: Vec<&str> = ready
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(z, _)| z.as_str())
+        .collect();
     if (spanned.len() as i32) < min_zones {
         let message = if spanned.is_empty() {
             format!("no ready pods yet, need ready pods in {min_zones} zones")
@@ -51,16 +57,19 @@ pub fn zone_resilience(
         return Computed::new(ZONE_RESILIENT, false, reasons::INSUFFICIENT_ZONES, message);
     }
     // The zone whose loss hurts most: the one with the most ready pods (first by name on a tie).
-    let (worst, worst_ready) = ready
-        .iter()
-        .fold((String::new(), -1), |(wz, wn), (z, n)| if *n > wn { (z.clone(), *n) } else { (wz, wn) });
+    let (worst, worst_ready) = ready.iter().fold((String::new(), -1), |(wz, wn), (z, n)| {
+        if *n > wn { (z.clone(), *n) } else { (wz, wn) }
+    });
     let left = total - worst_ready;
     if left < floor {
         return Computed::new(
             ZONE_RESILIENT,
             false,
             reasons::ZONE_IMBALANCED,
-            format!("losing {worst} leaves {left} ready pod{}, need {floor}", if left == 1 { "" } else { "s" }),
+            format!(
+                "losing {worst} leaves {left} ready pod{}, need {floor}",
+                if left == 1 { "" } else { "s" }
+            ),
         );
     }
     Computed::new(
@@ -73,7 +82,13 @@ pub fn zone_resilience(
 
 /// `1/1/1`: ready pods per zone in zone name order.
 pub fn spread_summary(ready: &BTreeMap<String, i32>) -> Option<String> {
-    (!ready.is_empty()).then(|| ready.values().map(i32::to_string).collect::<Vec<_>>().join("/"))
+    (!ready.is_empty()).then(|| {
+        ready
+            .values()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join("/")
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +96,11 @@ mod tests {
     use super::*;
 
     fn zones(counts: &[i32]) -> BTreeMap<String, i32> {
-        ["us-east-1a", "us-east-1b", "us-east-1c"].iter().zip(counts).map(|(z, n)| (z.to_string(), *n)).collect()
+        ["us-east-1a", "us-east-1b", "us-east-1c"]
+            .iter()
+            .zip(counts)
+            .map(|(z, n)| (z.to_string(), *n))
+            .collect()
     }
 
     /// An even 1/1/1 spread of 3 survives any zone loss with 2 pods (floor 3 - 1 = 2).
@@ -90,7 +109,10 @@ mod tests {
         let c = zone_resilience(&zones(&[1, 1, 1]), 3, 3, None);
         assert!(c.status);
         assert_eq!(c.reason, "ZoneLossTolerated");
-        assert_eq!(c.message, "losing any one zone leaves at least 2 ready pods (need 2)");
+        assert_eq!(
+            c.message,
+            "losing any one zone leaves at least 2 ready pods (need 2)"
+        );
     }
 
     /// 2/1/0 spans only two zones.
@@ -99,7 +121,10 @@ mod tests {
         let c = zone_resilience(&zones(&[2, 1, 0]), 3, 3, None);
         assert!(!c.status);
         assert_eq!(c.reason, "InsufficientZones");
-        assert_eq!(c.message, "ready pods span 2 zones (us-east-1a, us-east-1b), need 3");
+        assert_eq!(
+            c.message,
+            "ready pods span 2 zones (us-east-1a, us-east-1b), need 3"
+        );
     }
 
     /// 3/3/3 of 9: losing a zone leaves 6, exactly the even-spread floor.
@@ -107,7 +132,10 @@ mod tests {
     fn three_three_three_is_resilient() {
         let c = zone_resilience(&zones(&[3, 3, 3]), 9, 3, None);
         assert!(c.status);
-        assert_eq!(c.message, "losing any one zone leaves at least 6 ready pods (need 6)");
+        assert_eq!(
+            c.message,
+            "losing any one zone leaves at least 6 ready pods (need 6)"
+        );
     }
 
     /// 4/3/2 of 9: losing us-east-1a leaves 5 < 6.
@@ -124,22 +152,46 @@ mod tests {
     fn explicit_floor_is_honoured() {
         let c = zone_resilience(&zones(&[4, 3, 2]), 9, 3, Some(5));
         assert!(c.status);
-        assert_eq!(c.message, "losing any one zone leaves at least 5 ready pods (need 5)");
+        assert_eq!(
+            c.message,
+            "losing any one zone leaves at least 5 ready pods (need 5)"
+        );
         let strict = zone_resilience(&zones(&[1, 1, 1]), 3, 3, Some(3));
         assert!(!strict.status);
-        assert_eq!(strict.message, "losing us-east-1a leaves 2 ready pods, need 3");
+        assert_eq!(
+            strict.message,
+            "losing us-east-1a leaves 2 ready pods, need 3"
+        );
     }
 
     /// Pending and unready pods do not count: 6 desired, one pending, one unready.
     #[test]
     fn pending_pods_do_not_count() {
         let pods = vec![
-            PodPlacement { zone: Some("us-east-1a".into()), ready: true },
-            PodPlacement { zone: Some("us-east-1a".into()), ready: true },
-            PodPlacement { zone: Some("us-east-1b".into()), ready: true },
-            PodPlacement { zone: Some("us-east-1b".into()), ready: false },
-            PodPlacement { zone: Some("us-east-1c".into()), ready: true },
-            PodPlacement { zone: None, ready: false },
+            PodPlacement {
+                zone: Some("us-east-1a".into()),
+                ready: true,
+            },
+            PodPlacement {
+                zone: Some("us-east-1a".into()),
+                ready: true,
+            },
+            PodPlacement {
+                zone: Some("us-east-1b".into()),
+                ready: true,
+            },
+            PodPlacement {
+                zone: Some("us-east-1b".into()),
+                ready: false,
+            },
+            PodPlacement {
+                zone: Some("us-east-1c".into()),
+                ready: true,
+            },
+            PodPlacement {
+                zone: None,
+                ready: false,
+            },
         ];
         let ready = ready_per_zone(&pods, &[]);
         assert_eq!(ready, zones(&[2, 1, 1]));
@@ -152,7 +204,10 @@ mod tests {
     /// A pinned zone with no pods shows as 0 and counts as not spanned.
     #[test]
     fn pinned_empty_zone_shows_zero() {
-        let pods = vec![PodPlacement { zone: Some("us-east-1a".into()), ready: true }];
+        let pods = vec![PodPlacement {
+            zone: Some("us-east-1a".into()),
+            ready: true,
+        }];
         let ready = ready_per_zone(&pods, &["us-east-1a".into(), "us-east-1b".into()]);
         assert_eq!(spread_summary(&ready).as_deref(), Some("1/0"));
         let c = zone_resilience(&ready, 2, 2, None);
