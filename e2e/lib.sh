@@ -66,6 +66,36 @@ running_pids() {
   done
 }
 
+# is_component NAME -> 0 if NAME is one of the cluster's own processes (not e.g. moto).
+is_component() { [[ " ${COMPONENTS[*]} " == *" $1 "* ]]; }
+
+# state_is_ours -> 0 if $STATE looks like a folder of these scripts (safe to clean up).
+state_is_ours() { [[ -f "$STATE/.halo-e2e" || -d "$PIDS_DIR" ]]; }
+
+# start_bg NAME BINARY ARGS... -> runs BINARY in its own session (extra environment: the
+# array START_ENV, "K=V" words), pid in $PIDS_DIR/NAME.pid, its executable in NAME.exe,
+# output in $LOGS_DIR/NAME.log. Returns once the pid runs BINARY (setsid and env exec in
+# place), so NAME.exe is right for pid_alive from the start.
+START_ENV=()
+start_bg() {
+  local name="$1" bin="$2" pid i launcher=()
+  shift 2
+  bin="$(readlink -f "$bin")"
+  mkdir -p "$PIDS_DIR" "$LOGS_DIR"
+  if command -v setsid >/dev/null; then launcher+=(setsid); fi
+  if ((${#START_ENV[@]})); then launcher+=(env "${START_ENV[@]}"); fi
+  "${launcher[@]}" "$bin" "$@" >>"$LOGS_DIR/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PIDS_DIR/$name.pid"
+  echo "$bin" >"$PIDS_DIR/$name.exe"
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bin" ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  log "started $name (pid $pid)"
+}
+
 # stop_pid NAME [GRACE_SECONDS] -> TERM the recorded pid, wait, then KILL. By pid only, and
 # only if pid_alive (so never a reused pid). Returns 1, keeping the pid file, if the process
 # outlives KILL.

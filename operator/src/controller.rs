@@ -18,7 +18,6 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -33,8 +32,9 @@ use crate::apply::{Outcome, apply_one, prune_one};
 use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
 use crate::meta::{APP_LABEL, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, ZONE_LABEL};
 use crate::render::{Children, render};
+use crate::status::rebalance::{pick_eviction, schedulable_zones, settled_pods};
 use crate::status::zones::PodPlacement;
-use crate::status::{self, Observed, READY, ZONE_RESILIENT};
+use crate::status::{self, COMPUTE_READY, Observed, READY, ZONE_RESILIENT};
 use crate::validate::{owner_of, validate};
 use crate::{Error, Result};
 
@@ -65,7 +65,7 @@ pub struct Caches {
     pub hpas: Store<HorizontalPodAutoscaler>,
     pub ingresses: Store<Ingress>,
     pub pods: Store<Pod>,
-    pub nodes: Store<PartialObjectMeta<Node>>,
+    pub nodes: Store<Node>,
 }
 
 /// Shared state of all reconciles.
@@ -104,9 +104,9 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
     let outcome = reconcile_app(&app, &ctx).await;
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     match outcome {
-        Ok(()) => {
+        Ok(next) => {
             failures.remove(&key);
-            Ok(Action::requeue(ctx.config.resync))
+            Ok(Action::requeue(next))
         }
         Err(e) => {
             *failures.entry(key).or_default() += 1;
@@ -115,7 +115,8 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
     }
 }
 
-async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<()> {
+/// Reconciles one app; returns when to look at it again.
+async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Duration> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
     let result = match validate(app, owner.clone()) {
@@ -162,8 +163,16 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<()> {
         patch_status(ctx, app, &ns, &new).await?;
         publish_transitions(ctx, app, old, &new).await;
     }
+    let mut next = ctx.config.resync;
+    if result.is_ok() && !condition_true(&new, ZONE_RESILIENT) {
+        // A recovering zone is not announced by any watched object: look again soon.
+        next = next.min(ZONE_RECHECK);
+        if validated.zones.rebalance && condition_true(&new, COMPUTE_READY) {
+            rebalance(ctx, app, &ns, &validated).await?;
+        }
+    }
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(next),
         Err(e) => {
             publish_failure(ctx, app, &e).await;
             Err(e)
@@ -310,6 +319,67 @@ async fn patch_status(
     Ok(())
 }
 
+/// How soon an app that is not zone resilient is looked at again.
+const ZONE_RECHECK: Duration = Duration::from_secs(30);
+
+fn condition_true(status: &HighlyAvailableAppStatus, type_: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Evicts one pod from the fullest zone when a schedulable zone is short of pods.
+async fn rebalance(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    ns: &str,
+    validated: &crate::validate::ValidatedApp,
+) -> Result<()> {
+    let name = &validated.owner.name;
+    let pods = ctx.caches.pods.state();
+    let mine: Vec<&Pod> = pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(ns) && p.labels().get(APP_LABEL) == Some(name)
+        })
+        .collect();
+    let zone_of = |node: &str| {
+        ctx.caches
+            .nodes
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.labels().get(ZONE_LABEL).cloned())
+    };
+    let Some(running) = settled_pods(&mine, zone_of) else {
+        return Ok(());
+    };
+    let nodes = ctx.caches.nodes.state();
+    let schedulable = schedulable_zones(nodes.iter().map(|n| n.as_ref()), &validated.zones.names);
+    let Some(victim) = pick_eviction(&running, &schedulable, validated.zones.max_skew) else {
+        return Ok(());
+    };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match api.evict(&victim, &kube::api::EvictParams::default()).await {
+        Ok(_) => {
+            info!(app = %name, pod = %victim, "evicted a pod to restore the zone spread");
+            publish(
+                ctx,
+                app,
+                EventType::Normal,
+                "Rebalancing",
+                "Evict",
+                format!("evicted pod {victim} so its replacement restores the zone spread"),
+            )
+            .await;
+            Ok(())
+        }
+        // 429: the PodDisruptionBudget forbids it right now; try again on the next pass.
+        Err(kube::Error::Api(status)) if status.code == 429 || status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("evict pod {victim}"))(e)),
+    }
+}
+
 /// Events for condition flips a person cares about.
 async fn publish_transitions(
     ctx: &Context,
@@ -438,15 +508,22 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
     let (pods, pod_stream) = managed_cache::<Pod>(&client);
     let (nodes, node_writer) = reflector::store();
-    let node_stream = watcher(
-        Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o: &mut PartialObjectMeta<Node>| o.metadata.managed_fields = None)
-    .reflect(node_writer)
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        // Zone label, readiness and taints are all halo reads; images and the rest are dropped.
+        .modify(|n: &mut Node| {
+            n.metadata.managed_fields = None;
+            n.metadata.annotations = None;
+            if let Some(status) = n.status.as_mut() {
+                *status = k8s_openapi::api::core::v1::NodeStatus {
+                    conditions: status.conditions.take(),
+                    ..Default::default()
+                };
+            }
+        })
+        .reflect(node_writer)
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
     tokio::spawn(node_stream);
 
     let caches = Caches {

@@ -58,7 +58,7 @@ struct Writers {
     hpas: Writer<HorizontalPodAutoscaler>,
     ingresses: Writer<Ingress>,
     pods: Writer<Pod>,
-    nodes: Writer<PartialObjectMeta<Node>>,
+    nodes: Writer<Node>,
 }
 
 fn caches() -> (Caches, Writers) {
@@ -152,7 +152,7 @@ fn converged(app: &HighlyAvailableApp, w: &mut Writers, deployment_replicas: i32
     }
     let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
     for (i, zone) in zones.iter().enumerate() {
-        let node: PartialObjectMeta<Node> = serde_json::from_value(serde_json::json!({
+        let node: Node = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": format!("node-{i}"), "labels": {ZONE_LABEL: zone}}
         }))
@@ -199,7 +199,7 @@ fn with_current_status(mut app: HighlyAvailableApp, caches: &Caches) -> HighlyAv
 async fn reconcile_once(
     app: HighlyAvailableApp,
     caches: Caches,
-) -> (Vec<(String, String)>, Result<()>) {
+) -> (Vec<(String, String)>, Result<Duration>) {
     let (client, seen) = fake_client();
     let ctx = Context::new(client, caches, Config::default());
     let result = reconcile_app(&app, &ctx).await;

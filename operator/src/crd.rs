@@ -219,6 +219,17 @@ pub struct Zones {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0, "maximum" = 10000))]
     pub min_ready_after_zone_loss: Option<i32>,
+
+    /// After a zone recovers, move pods back into it: halo evicts one pod at a time from the
+    /// fullest zone (through the Eviction API, so the PodDisruptionBudget holds) and the zone
+    /// spread places the replacement in the emptiest zone. Off: the spread heals only on the
+    /// next rollout.
+    #[serde(default = "default_true")]
+    pub rebalance: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_min_zones() -> i32 {
@@ -236,6 +247,7 @@ impl Default for Zones {
             names: None,
             min_domains: None,
             min_ready_after_zone_loss: None,
+            rebalance: true,
         }
     }
 }

@@ -11,6 +11,9 @@ use halo::crd::HighlyAvailableApp;
 use halo::render::render;
 use halo::validate::{owner_of, validate};
 
+/// User agent of every request halo makes to the API server.
+const USER_AGENT: &str = concat!("halo/", env!("CARGO_PKG_VERSION"));
+
 #[derive(Parser)]
 #[command(
     name = "halo",
@@ -91,8 +94,15 @@ async fn main() -> anyhow::Result<()> {
             log_format,
         } => {
             init_logging(log_format);
-            let client = kube::Client::try_default()
+            let mut kube_config = kube::Config::infer()
                 .await
+                .context("loading the kubeconfig or in-cluster config")?;
+            // A distinct user agent lets audit logs and apiserver metrics single out halo's requests.
+            kube_config.headers.push((
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(USER_AGENT),
+            ));
+            let client = kube::Client::try_from(kube_config)
                 .context("connecting to the Kubernetes API server")?;
             let config = halo::controller::Config {
                 resync: Duration::from_secs(resync_seconds),

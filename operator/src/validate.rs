@@ -43,6 +43,8 @@ pub struct ZonePolicy {
     pub names: Vec<String>,
     pub min_domains: Option<i32>,
     pub min_ready_after_zone_loss: Option<i32>,
+    /// Evict pods to restore the spread after a zone recovers.
+    pub rebalance: bool,
 }
 
 /// Everything render needs, with defaults filled and rules checked.
@@ -132,6 +134,7 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
             names,
             min_domains: spec.zones.min_domains,
             min_ready_after_zone_loss: spec.zones.min_ready_after_zone_loss,
+            rebalance: spec.zones.rebalance,
         },
         health: spec.health_check.clone(),
         max_unavailable: spec.disruption.max_unavailable.max(1),

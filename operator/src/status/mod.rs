@@ -2,6 +2,7 @@
 //! none at all when the result equals what is already stored.
 
 pub mod conditions;
+pub mod rebalance;
 pub mod zones;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -1,0 +1,625 @@
+//! halo end to end, against the real kube-apiserver, controller manager, scheduler and
+//! simulated nodes that `e2e/up` started. Run by `scripts/test` with `--test-threads=1`:
+//! the zone-failure and crash tests disturb the whole cluster.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use halo::crd::HighlyAvailableApp;
+use halo_e2e::{
+    RESYNC_SECONDS, TestNamespace, ZONES, audit, client, condition, kubectl, operator,
+    ready_pods_per_zone, sample_app, wait_for,
+};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+/// Makes sure the operator under test is one the suite started (known resync period, fresh log).
+async fn setup() -> anyhow::Result<Client> {
+    let marker = halo_e2e::state_dir().join("pids/halo.suite");
+    let ours = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let running = operator::pid().filter(|p| operator::alive(*p));
+    if ours.is_none() || ours != running {
+        let pid = operator::restart().await?;
+        std::fs::write(&marker, format!("{pid}\n"))?;
+    }
+    client().await
+}
+
+async fn create_app(
+    client: &Client,
+    app: &HighlyAvailableApp,
+) -> anyhow::Result<HighlyAvailableApp> {
+    let ns = app.namespace().unwrap_or_default();
+    let api: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), &ns);
+    Ok(api.create(&PostParams::default(), app).await?)
+}
+
+/// Waits until the app's status describes its current generation and `type_` has `status`.
+async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    timeout: Duration,
+) -> anyhow::Result<HighlyAvailableApp> {
+    let api: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("{ns}/{name} {type_}={status}"), timeout, || {
+        let api = api.clone();
+        async move {
+            let app = api.get(name).await?;
+            let current =
+                app.status.as_ref().and_then(|s| s.observed_generation) == app.metadata.generation;
+            Ok((current && condition(&app, type_).is_some_and(|c| c.0 == status)).then_some(app))
+        }
+    })
+    .await
+}
+
+async fn wait_spread(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    want: &[i32],
+) -> anyhow::Result<BTreeMap<String, i32>> {
+    let want: BTreeMap<String, i32> = ZONES
+        .iter()
+        .zip(want)
+        .filter(|(_, n)| **n > 0)
+        .map(|(z, n)| (z.to_string(), *n))
+        .collect();
+    wait_for(
+        &format!("{ns}/{name} ready pods per zone {want:?}"),
+        CONVERGE,
+        || {
+            let want = want.clone();
+            async move {
+                let got = ready_pods_per_zone(client, ns, name).await?;
+                Ok((got == want).then_some(got))
+            }
+        },
+    )
+    .await
+}
+
+fn owned_by(obj: &impl Resource, app: &HighlyAvailableApp) -> bool {
+    obj.meta().owner_references.iter().flatten().any(|r| {
+        Some(&r.uid) == app.metadata.uid.as_ref()
+            && r.controller == Some(true)
+            && r.kind == "HighlyAvailableApp"
+    })
+}
+
+fn has_common_labels(obj: &impl Resource, name: &str) -> bool {
+    let labels = obj.meta().labels.clone().unwrap_or_default();
+    labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some("halo")
+        && labels.get("app.kubernetes.io/instance").map(String::as_str) == Some(name)
+        && labels.get("halo.dev/app").map(String::as_str) == Some(name)
+}
+
+/// 1. The small sample (plus an ingress) converges: children with owner references and labels,
+/// pods spread 1/1/1 by the real scheduler, status and printer columns right.
+#[tokio::test]
+async fn s1_small_sample_converges() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-converge").await?;
+    let app = sample_app(
+        "web",
+        &ns.name,
+        json!({"spec": {"ingress": {"host": "web.example.com"}}}),
+    )?;
+    let created = create_app(&client, &app).await?;
+    let done = wait_condition(&client, &ns.name, "web", "ComputeReady", "True", CONVERGE).await?;
+    assert_eq!(
+        wait_spread(&client, &ns.name, "web", &[1, 1, 1])
+            .await?
+            .len(),
+        3
+    );
+
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await?;
+    let service = Api::<Service>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await?;
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await?;
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await?;
+    assert!(owned_by(&deployment, &created) && has_common_labels(&deployment, "web"));
+    assert!(owned_by(&service, &created) && has_common_labels(&service, "web"));
+    assert!(owned_by(&pdb, &created) && has_common_labels(&pdb, "web"));
+    assert!(owned_by(&ingress, &created) && has_common_labels(&ingress, "web"));
+    assert_eq!(
+        ingress.spec.and_then(|s| s.ingress_class_name).as_deref(),
+        Some("alb")
+    );
+    // The real disruption controller computes the budget from halo's PDB.
+    let pdb_ok = wait_for("the PDB to allow 1 disruption", CONVERGE, || {
+        let api = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name);
+        async move {
+            Ok(api
+                .get("web")
+                .await?
+                .status
+                .filter(|s| s.disruptions_allowed == 1)
+                .map(|_| ()))
+        }
+    })
+    .await;
+    assert!(pdb_ok.is_ok(), "{pdb_ok:?}");
+
+    let status = done.status.clone().expect("status");
+    assert_eq!(
+        condition(&done, "ComputeReady").map(|c| c.2),
+        Some("3/3 replicas available".into())
+    );
+    // No ALB controller runs locally: the Ingress never gets a hostname, so IngressReady stays False.
+    assert_eq!(
+        condition(&done, "IngressReady").map(|c| c.1),
+        Some("LoadBalancerPending".into())
+    );
+    let ready = wait_condition(&client, &ns.name, "web", "ZoneResilient", "True", CONVERGE).await?;
+    let zones = ready.status.clone().expect("status").zones;
+    assert_eq!(
+        zones
+            .iter()
+            .map(|z| (z.name.as_str(), z.ready))
+            .collect::<Vec<_>>(),
+        vec![("us-east-1a", 1), ("us-east-1b", 1), ("us-east-1c", 1)]
+    );
+    assert_eq!(status.selector.as_deref(), Some("halo.dev/app=web"));
+
+    let table = kubectl(&["get", "haapp", "-n", &ns.name]).await?;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        vec!["NAME", "READY", "REPLICAS", "ZONES", "URL", "AGE"]
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[..5],
+        &["web", "False", "3", "1/1/1", "http://web.example.com"]
+    );
+    println!("kubectl get haapp:\n{table}");
+    ns.cleanup().await
+}
+
+/// 2. Scale 3 -> 6 gives 2/2/2; an image change rolls out without dropping below 6 available;
+/// adding autoscaling creates the HPA and removing it prunes the HPA.
+#[tokio::test]
+async fn s2_scale_rollout_and_prune() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-scale").await?;
+    create_app(&client, &sample_app("web", &ns.name, json!({}))?).await?;
+    wait_condition(&client, &ns.name, "web", "ComputeReady", "True", CONVERGE).await?;
+
+    kubectl(&["scale", "haapp", "web", "-n", &ns.name, "--replicas=6"]).await?;
+    wait_spread(&client, &ns.name, "web", &[2, 2, 2]).await?;
+    wait_condition(&client, &ns.name, "web", "ComputeReady", "True", CONVERGE).await?;
+
+    let apps: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let watch = {
+        let deployments = deployments.clone();
+        tokio::spawn(async move {
+            let mut min_available = i32::MAX;
+            let start = Instant::now();
+            while start.elapsed() < CONVERGE {
+                if let Ok(d) = deployments.get("web").await {
+                    let s = d.status.unwrap_or_default();
+                    min_available = min_available.min(s.available_replicas.unwrap_or(0));
+                    let image = d
+                        .spec
+                        .and_then(|s| s.template.spec)
+                        .map(|p| p.containers[0].image.clone());
+                    if image == Some(Some("registry.example.com/web:1.1.0".into()))
+                        && s.updated_replicas == Some(6)
+                        && s.available_replicas == Some(6)
+                        && s.replicas == Some(6)
+                    {
+                        return (min_available, true);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (min_available, false)
+        })
+    };
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"image": "registry.example.com/web:1.1.0"}})),
+    )
+    .await?;
+    let (min_available, finished) = watch.await?;
+    assert!(finished, "rollout did not finish");
+    assert_eq!(
+        min_available, 6,
+        "availability dropped below the desired count during the rollout"
+    );
+    println!("rollout to 1.1.0: lowest available replicas seen = {min_available} of 6");
+
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns.name);
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 3, "maxReplicas": 9}}})),
+    )
+    .await?;
+    wait_for("the HPA to exist", CONVERGE, || {
+        let hpas = hpas.clone();
+        async move { Ok(hpas.get_opt("web").await?.map(|_| ())) }
+    })
+    .await?;
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"autoscaling": null}})),
+    )
+    .await?;
+    wait_for("the HPA to be pruned", CONVERGE, || {
+        let hpas = hpas.clone();
+        async move { Ok(hpas.get_opt("web").await?.is_none().then_some(())) }
+    })
+    .await?;
+    ns.cleanup().await
+}
+
+/// 3. Every bad spec of the table is refused by the API server with its field and message,
+/// and nothing is created.
+#[tokio::test]
+async fn s3_bad_specs_are_refused_by_the_api_server() -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        name: String,
+        patch: serde_json::Value,
+        field: String,
+        message: String,
+    }
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-bad").await?;
+    let text =
+        std::fs::read_to_string(halo_e2e::repo_root().join("operator/tests/data/bad-specs.yaml"))?;
+    let cases: Vec<Case> = serde_saphyr::from_str(&text)?;
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<HighlyAvailableApp>(&()),
+    );
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut manifest = serde_json::to_value(sample_app("bad", &ns.name, json!({}))?)?;
+        halo_e2e::merge(&mut manifest, &case.patch);
+        let object: kube::api::DynamicObject = serde_json::from_value(manifest)?;
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => failures.push(format!("{}: accepted", case.name)),
+            Err(kube::Error::Api(status)) => {
+                let msg = status.message;
+                let field_ok = case.field.is_empty() || msg.contains(&format!("{}: ", case.field));
+                if status.code != 422 || !field_ok || !msg.contains(&case.message) {
+                    failures.push(format!(
+                        "{}: got {} {msg:?}, want field {:?} and {:?}",
+                        case.name, status.code, case.field, case.message
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    let left = Api::<HighlyAvailableApp>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await?;
+    assert_eq!(left.items.len(), 0);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await?;
+    assert_eq!(deployments.items.len(), 0);
+    println!(
+        "{} bad specs refused by the API server with their messages",
+        cases.len()
+    );
+    ns.cleanup().await
+}
+
+/// 4. Deleting the app removes every child through the real garbage collector.
+#[tokio::test]
+async fn s4_delete_removes_all_children() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-delete").await?;
+    let app = sample_app(
+        "web",
+        &ns.name,
+        json!({"spec": {"ingress": {"host": "web.example.com"}, "resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}}),
+    )?;
+    create_app(&client, &app).await?;
+    wait_condition(&client, &ns.name, "web", "ComputeReady", "True", CONVERGE).await?;
+    Api::<HighlyAvailableApp>::namespaced(client.clone(), &ns.name)
+        .delete("web", &DeleteParams::foreground())
+        .await?;
+    let selector =
+        ListParams::default().labels("app.kubernetes.io/managed-by=halo,halo.dev/app=web");
+    let c = client.clone();
+    let n = ns.name.clone();
+    wait_for("every child to be garbage collected", CONVERGE, || {
+        let (c, n, selector) = (c.clone(), n.clone(), selector.clone());
+        async move {
+            let counts = [
+                Api::<Deployment>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<Service>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<PodDisruptionBudget>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<HorizontalPodAutoscaler>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<Ingress>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<ReplicaSet>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<Pod>::namespaced(c.clone(), &n)
+                    .list(&selector)
+                    .await?
+                    .items
+                    .len(),
+                Api::<HighlyAvailableApp>::namespaced(c.clone(), &n)
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .len(),
+            ];
+            Ok((counts.iter().all(|n| *n == 0)).then_some(()))
+        }
+    })
+    .await?;
+    ns.cleanup().await
+}
+
+/// 6. Steady state: after convergence, a full resync period passes with zero writes by halo.
+#[tokio::test]
+async fn s6_steady_state_makes_zero_writes() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-steady").await?;
+    create_app(
+        &client,
+        &sample_app(
+            "web",
+            &ns.name,
+            json!({"spec": {"ingress": {"host": "web.example.com"}}}),
+        )?,
+    )
+    .await?;
+    wait_condition(&client, &ns.name, "web", "ZoneResilient", "True", CONVERGE).await?;
+    // Let the last status write and its watch events settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = audit::mark();
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS + 5)).await;
+    let entries = audit::since(mark, halo_e2e::HALO_USER_AGENT)?;
+    let writes: Vec<_> = entries.iter().filter(|e| audit::is_write(e)).collect();
+    println!(
+        "steady state over {} s (resync {RESYNC_SECONDS} s): halo made {} writes and {} other requests",
+        RESYNC_SECONDS + 5,
+        writes.len(),
+        entries.len() - writes.len()
+    );
+    assert!(
+        writes.is_empty(),
+        "halo wrote during steady state: {writes:?}"
+    );
+    ns.cleanup().await
+}
+
+/// 7. kill -9 in the middle of a reconcile: after a restart the app converges with exactly one
+/// of each child and nothing orphaned.
+#[tokio::test]
+async fn s7_operator_survives_kill_9() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-crash").await?;
+    let app = sample_app(
+        "web",
+        &ns.name,
+        json!({"spec": {"ingress": {"host": "web.example.com"}, "resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}}),
+    )?;
+    let created = create_app(&client, &app).await?;
+    // Kill as soon as the first child appears: the reconcile is mid-way through its applies.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("the first child", Duration::from_secs(30), || {
+        let deployments = deployments.clone();
+        async move { Ok(deployments.get_opt("web").await?.map(|_| ())) }
+    })
+    .await?;
+    operator::kill("KILL").await?;
+    let pid = operator::start().await?;
+    std::fs::write(
+        halo_e2e::state_dir().join("pids/halo.suite"),
+        format!("{pid}\n"),
+    )?;
+    wait_condition(&client, &ns.name, "web", "ComputeReady", "True", CONVERGE).await?;
+    let all = ListParams::default();
+    let deployments = deployments.list(&all).await?.items;
+    let services = Api::<Service>::namespaced(client.clone(), &ns.name)
+        .list(&all)
+        .await?
+        .items;
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name)
+        .list(&all)
+        .await?
+        .items;
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns.name)
+        .list(&all)
+        .await?
+        .items;
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns.name)
+        .list(&all)
+        .await?
+        .items;
+    assert_eq!(
+        [
+            deployments.len(),
+            services.len(),
+            pdbs.len(),
+            hpas.len(),
+            ingresses.len()
+        ],
+        [1, 1, 1, 1, 1],
+        "exactly one of each child"
+    );
+    assert!(deployments.iter().all(|o| owned_by(o, &created)));
+    assert!(services.iter().all(|o| owned_by(o, &created)));
+    assert!(pdbs.iter().all(|o| owned_by(o, &created)));
+    assert!(hpas.iter().all(|o| owned_by(o, &created)));
+    assert!(ingresses.iter().all(|o| owned_by(o, &created)));
+    let rs = Api::<ReplicaSet>::namespaced(client.clone(), &ns.name)
+        .list(&all)
+        .await?
+        .items;
+    assert_eq!(
+        rs.len(),
+        1,
+        "one ReplicaSet: no spurious rollout after the restart"
+    );
+    ns.cleanup().await
+}
+
+/// 5. Zone failure: one zone goes dark; its pods move to the surviving zones, `ZoneResilient`
+/// turns False naming the zone, and True again once the zone is back.
+#[tokio::test]
+async fn s9_zone_failure_and_recovery() -> anyhow::Result<()> {
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-zone").await?;
+    let app = sample_app(
+        "web",
+        &ns.name,
+        json!({"spec": {"replicas": 6, "failureReaction": {"tolerationSeconds": 5}}}),
+    )?;
+    create_app(&client, &app).await?;
+    wait_spread(&client, &ns.name, "web", &[2, 2, 2]).await?;
+    wait_condition(&client, &ns.name, "web", "ZoneResilient", "True", CONVERGE).await?;
+
+    let dead = ZONES[0];
+    let nodes: Api<Node> = Api::all(client.clone());
+    let zone_nodes = nodes
+        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={dead}")))
+        .await?;
+    let dark = Instant::now();
+    for node in &zone_nodes {
+        // Without the label kwok no longer selects the node and stops renewing its lease: it goes silent.
+        nodes
+            .patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}})),
+            )
+            .await?;
+    }
+    let degraded = wait_condition(
+        &client,
+        &ns.name,
+        "web",
+        "ZoneResilient",
+        "False",
+        Duration::from_secs(180),
+    )
+    .await?;
+    let (_, reason, message) = condition(&degraded, "ZoneResilient").unwrap_or_default();
+    println!(
+        "ZoneResilient=False after {:.1} s: {reason}: {message}",
+        dark.elapsed().as_secs_f64()
+    );
+    assert!(
+        message.contains("us-east-1b, us-east-1c") || message.contains(dead),
+        "message names the zones: {message}"
+    );
+
+    let c = client.clone();
+    let n = ns.name.clone();
+    let moved = wait_for(
+        "6 ready pods in the surviving zones",
+        Duration::from_secs(240),
+        || {
+            let (c, n) = (c.clone(), n.clone());
+            async move {
+                let per_zone = ready_pods_per_zone(&c, &n, "web").await?;
+                let total: i32 = per_zone.values().sum();
+                Ok((total == 6 && !per_zone.contains_key(dead)).then_some(per_zone))
+            }
+        },
+    )
+    .await?;
+    let seconds = dark.elapsed().as_secs_f64();
+    println!(
+        "zone {dead} dark -> last replacement pod Ready elsewhere: {seconds:.1} s; spread now {moved:?}"
+    );
+
+    for node in &zone_nodes {
+        nodes
+            .patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"kwok.x-k8s.io/node": "fake"}}})),
+            )
+            .await?;
+    }
+    let back = Instant::now();
+    let healed = wait_condition(
+        &client,
+        &ns.name,
+        "web",
+        "ZoneResilient",
+        "True",
+        Duration::from_secs(240),
+    )
+    .await?;
+    println!(
+        "zone {dead} back -> ZoneResilient=True after {:.1} s: {}",
+        back.elapsed().as_secs_f64(),
+        condition(&healed, "ZoneResilient")
+            .map(|c| c.2)
+            .unwrap_or_default()
+    );
+    ns.cleanup().await
+}
