@@ -154,6 +154,7 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         deployment: deployment.as_deref(),
         ingress: ingress.as_deref(),
         pods: placements(&ctx.caches, &ns, name),
+        cluster_zones: cluster_zones(&ctx.caches),
         error,
     };
     let now = Time(Timestamp::now());
@@ -271,6 +272,17 @@ where
         Some(desired) => apply_one(&api, desired, observed.as_deref(), uid).await,
         None => prune_one(&api, observed.as_deref(), uid).await,
     }
+}
+
+/// Every zone the cluster has a node in, from the node cache.
+pub fn cluster_zones(caches: &Caches) -> Vec<String> {
+    let zones: std::collections::BTreeSet<String> = caches
+        .nodes
+        .state()
+        .iter()
+        .filter_map(|n| n.labels().get(ZONE_LABEL).cloned())
+        .collect();
+    zones.into_iter().collect()
 }
 
 /// Zone and readiness of every pod of the app, from the caches.

@@ -183,6 +183,7 @@ fn with_current_status(mut app: HighlyAvailableApp, caches: &Caches) -> HighlyAv
         deployment: deployment.as_deref(),
         ingress: ingress.as_deref(),
         pods: placements(caches, &ns, &name),
+        cluster_zones: cluster_zones(caches),
         error: None,
     };
     let now = Time(Timestamp::from_second(1_000).expect("ts"));

@@ -203,7 +203,7 @@ pub struct Zones {
     #[schemars(length(min = 1, max = 6))]
     #[x_kube(validation = Rule::new("self.all(n, self.exists_one(m, m == n))")
         .message("zones.names must not repeat a zone")
-        .reason(Reason::FieldValueDuplicate))]
+        .reason(Reason::FieldValueInvalid))]
     pub names: Option<Vec<ZoneName>>,
 
     /// Scheduler `minDomains` for the zone spread. Trade-off: while fewer zones than this are

@@ -42,6 +42,8 @@ pub struct Observed<'a> {
     pub deployment: Option<&'a Deployment>,
     pub ingress: Option<&'a Ingress>,
     pub pods: Vec<PodPlacement>,
+    /// Zones the cluster has nodes in; with pinned zones, those count instead.
+    pub cluster_zones: Vec<String>,
     /// The reconcile failed; its reason (metric label) and message go on `Ready`.
     pub error: Option<(&'static str, String)>,
 }
@@ -86,7 +88,12 @@ pub fn compute(
             ),
         });
     }
-    let ready = ready_per_zone(&observed.pods, &app.zones.names);
+    let known = if app.zones.names.is_empty() {
+        &observed.cluster_zones
+    } else {
+        &app.zones.names
+    };
+    let ready = ready_per_zone(&observed.pods, known);
     computed.push(zone_resilience(
         &ready,
         desired,
@@ -286,7 +293,7 @@ mod tests {
                 deployment: Some(&d),
                 ingress: Some(&pending),
                 pods: pods.clone(),
-                error: None,
+                ..Observed::default()
             },
             None,
             &now(),
@@ -313,7 +320,7 @@ mod tests {
                 deployment: Some(&d),
                 ingress: Some(&provisioned),
                 pods,
-                error: None,
+                ..Observed::default()
             },
             Some(&s),
             &now(),
@@ -380,5 +387,28 @@ mod tests {
             ("False", "ChildNotOwned")
         );
         assert_eq!(ready.message, "Service web exists and is not owned");
+    }
+
+    /// Every zone the cluster has nodes in shows up, so a zone with no ready pods reads 0.
+    #[test]
+    fn empty_cluster_zones_show_as_zero() {
+        let app = validated(SMALL);
+        let d = deployment(3, 2);
+        let observed = Observed {
+            deployment: Some(&d),
+            pods: spread(&["us-east-1b", "us-east-1c"]),
+            cluster_zones: vec![
+                "us-east-1a".into(),
+                "us-east-1b".into(),
+                "us-east-1c".into(),
+            ],
+            ..Observed::default()
+        };
+        let s = compute(&app, Some(1), &observed, None, &now());
+        assert_eq!(s.zone_spread.as_deref(), Some("0/1/1"));
+        assert_eq!(
+            condition(&s, "ZoneResilient").message,
+            "ready pods span 2 zones (us-east-1b, us-east-1c), need 3; none ready in us-east-1a"
+        );
     }
 }

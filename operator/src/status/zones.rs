@@ -13,9 +13,10 @@ pub struct PodPlacement {
     pub ready: bool,
 }
 
-/// Ready pods per zone, for every zone that has a pod of the app or is pinned.
-pub fn ready_per_zone(pods: &[PodPlacement], pinned: &[String]) -> BTreeMap<String, i32> {
-    let mut zones: BTreeMap<String, i32> = pinned.iter().map(|z| (z.clone(), 0)).collect();
+/// Ready pods per zone, for every zone in `known` (the app's zones: pinned, or every zone the
+/// cluster has nodes in) and every zone that has a pod of the app.
+pub fn ready_per_zone(pods: &[PodPlacement], known: &[String]) -> BTreeMap<String, i32> {
+    let mut zones: BTreeMap<String, i32> = known.iter().map(|z| (z.clone(), 0)).collect();
     for pod in pods {
         if let Some(zone) = &pod.zone {
             *zones.entry(zone.clone()).or_default() += i32::from(pod.ready);
@@ -44,7 +45,12 @@ pub fn zone_resilience(
         .map(|(z, _)| z.as_str())
         .collect();
     if (spanned.len() as i32) < min_zones {
-        let message = if spanned.is_empty() {
+        let empty: Vec<&str> = ready
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(z, _)| z.as_str())
+            .collect();
+        let mut message = if spanned.is_empty() {
             format!("no ready pods yet, need ready pods in {min_zones} zones")
         } else {
             format!(
@@ -54,6 +60,9 @@ pub fn zone_resilience(
                 spanned.join(", ")
             )
         };
+        if !spanned.is_empty() && !empty.is_empty() {
+            message.push_str(&format!("; none ready in {}", empty.join(", ")));
+        }
         return Computed::new(ZONE_RESILIENT, false, reasons::INSUFFICIENT_ZONES, message);
     }
     // The zone whose loss hurts most: the one with the most ready pods (first by name on a tie).
@@ -115,7 +124,7 @@ mod tests {
         );
     }
 
-    /// 2/1/0 spans only two zones.
+    /// 2/1/0 spans only two zones, and the message names the empty one.
     #[test]
     fn two_one_zero_spans_too_few_zones() {
         let c = zone_resilience(&zones(&[2, 1, 0]), 3, 3, None);
@@ -123,6 +132,12 @@ mod tests {
         assert_eq!(c.reason, "InsufficientZones");
         assert_eq!(
             c.message,
+            "ready pods span 2 zones (us-east-1a, us-east-1b), need 3; none ready in us-east-1c"
+        );
+        // A cluster that only has two zones: nothing to name.
+        let two = zone_resilience(&zones(&[2, 1]), 3, 3, None);
+        assert_eq!(
+            two.message,
             "ready pods span 2 zones (us-east-1a, us-east-1b), need 3"
         );
     }
@@ -211,7 +226,10 @@ mod tests {
         let ready = ready_per_zone(&pods, &["us-east-1a".into(), "us-east-1b".into()]);
         assert_eq!(spread_summary(&ready).as_deref(), Some("1/0"));
         let c = zone_resilience(&ready, 2, 2, None);
-        assert_eq!(c.message, "ready pods span 1 zone (us-east-1a), need 2");
+        assert_eq!(
+            c.message,
+            "ready pods span 1 zone (us-east-1a), need 2; none ready in us-east-1b"
+        );
     }
 
     /// No pods at all says so.
