@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,12 +29,16 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::apply::{Outcome, apply_one, prune_one};
+use crate::aws::{Aws, AwsConfig};
 use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
 use crate::meta::{APP_LABEL, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, ZONE_LABEL};
-use crate::render::{Children, render};
+use crate::render::secret::connection_secret_name;
+use crate::render::{Children, render_with};
 use crate::status::rebalance::{pick_eviction, schedulable_zones, settled_pods};
 use crate::status::zones::PodPlacement;
-use crate::status::{self, COMPUTE_READY, Observed, READY, ZONE_RESILIENT};
+use crate::status::{
+    self, CACHE_READY, COMPUTE_READY, DATABASE_READY, Observed, READY, ZONE_RESILIENT,
+};
 use crate::validate::{owner_of, validate};
 use crate::{Error, Result};
 
@@ -45,6 +49,8 @@ pub struct Config {
     pub resync: Duration,
     /// Most reconciles running at once.
     pub concurrency: u16,
+    /// Region, default networking and poll intervals of the AWS resources.
+    pub aws: AwsConfig,
 }
 
 impl Default for Config {
@@ -52,6 +58,7 @@ impl Default for Config {
         Config {
             resync: Duration::from_secs(300),
             concurrency: 16,
+            aws: AwsConfig::default(),
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct Caches {
     pub ingresses: Store<Ingress>,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
+    /// Connection Secrets halo manages.
+    pub secrets: Store<Secret>,
 }
 
 /// Shared state of all reconciles.
@@ -74,12 +83,20 @@ pub struct Context {
     pub recorder: Recorder,
     pub caches: Caches,
     pub config: Config,
+    /// AWS clients, built on first use: apps without AWS sections need no credentials.
+    pub aws: Arc<Aws>,
     /// Consecutive failures per app, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, caches: Caches, config: Config) -> Self {
+        let aws = Arc::new(Aws::new(config.aws.clone()));
+        Self::with_aws(client, caches, config, aws)
+    }
+
+    /// With a ready-made AWS side (tests point it at an emulator).
+    pub fn with_aws(client: Client, caches: Caches, config: Config, aws: Arc<Aws>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -89,6 +106,7 @@ impl Context {
             client,
             caches,
             config,
+            aws,
             failures: Mutex::default(),
         }
     }
@@ -96,17 +114,22 @@ impl Context {
 
 /// One reconcile of one app.
 pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Result<Action> {
-    if app.metadata.deletion_timestamp.is_some() {
+    let deleting = app.metadata.deletion_timestamp.is_some();
+    if deleting && !aws_steps::has_finalizer(&app) {
         // Children carry owner references; the garbage collector removes them.
         return Ok(Action::await_change());
     }
     let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
-    let outcome = reconcile_app(&app, &ctx).await;
+    let outcome = if deleting {
+        finalize(&app, &ctx).await
+    } else {
+        reconcile_app(&app, &ctx).await.map(Action::requeue)
+    };
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     match outcome {
-        Ok(next) => {
+        Ok(action) => {
             failures.remove(&key);
-            Ok(Action::requeue(next))
+            Ok(action)
         }
         Err(e) => {
             *failures.entry(key).or_default() += 1;
@@ -119,12 +142,32 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
 async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Duration> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
+    let old = app.status.as_ref();
+    let mut aws_step = aws_steps::AwsStep::default();
     let result = match validate(app, owner.clone()) {
         Ok(validated) => {
-            let children = render(&validated);
-            apply_children(ctx, &ns, &owner.uid, &children, app)
-                .await
-                .map(|()| validated)
+            // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
+            let prepared = if aws_steps::needs_finalizer(&validated) {
+                match aws_steps::add_finalizer(&ctx.client, app).await {
+                    Ok(()) => {
+                        aws_step = aws_steps::ensure_all(&ctx.aws, &validated).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                Ok(())
+            };
+            match prepared {
+                Ok(()) => {
+                    let connection = aws_steps::connection(&aws_step.observed, old);
+                    let children = render_with(&validated, &connection);
+                    apply_children(ctx, &ns, &owner.uid, &children, app)
+                        .await
+                        .map(|()| validated)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
@@ -158,13 +201,26 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         error,
     };
     let now = Time(Timestamp::now());
-    let old = app.status.as_ref();
-    let new = status::compute(&validated, app.metadata.generation, &observed, old, &now);
+    let new = status::compute_with_aws(
+        &validated,
+        app.metadata.generation,
+        &observed,
+        &aws_step.observed,
+        old,
+        &now,
+    );
+    publish_aws(ctx, app, &aws_step).await;
     if old != Some(&new) {
         patch_status(ctx, app, &ns, &new).await?;
         publish_transitions(ctx, app, old, &new).await;
     }
     let mut next = ctx.config.resync;
+    if aws_steps::needs_finalizer(&validated) {
+        next = next.min(aws_steps::poll_interval(
+            &aws_step.observed,
+            &ctx.config.aws,
+        ));
+    }
     if result.is_ok() && !condition_true(&new, ZONE_RESILIENT) {
         // A recovering zone is not announced by any watched object: look again soon.
         next = next.min(ZONE_RECHECK);
@@ -173,11 +229,111 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         }
     }
     match result {
-        Ok(_) => Ok(next),
+        // An AWS failure backs off like any other (throttling included); its condition and
+        // Event are already out.
+        Ok(_) => match aws_step.error() {
+            Some(e) => Err(e),
+            None => Ok(next),
+        },
         Err(e) => {
             publish_failure(ctx, app, &e).await;
             Err(e)
         }
+    }
+}
+
+/// Deletion of an app with the finalizer: carry out the AWS deletion policies, report their
+/// progress in the status, and let the app go once AWS confirmed every one.
+async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
+    let owner = owner_of(app, "default", None)?;
+    let ns = owner.namespace.clone();
+    let validated = match validate(app, owner) {
+        Ok(v) => v,
+        Err(e) => {
+            publish_failure(ctx, app, &e).await;
+            return Err(e);
+        }
+    };
+    let step = if aws_steps::needs_finalizer(&validated) {
+        aws_steps::cleanup_all(&ctx.aws, &validated).await
+    } else {
+        aws_steps::AwsStep {
+            done: true,
+            ..aws_steps::AwsStep::default()
+        }
+    };
+    publish_aws(ctx, app, &step).await;
+    if step.done {
+        aws_steps::remove_finalizer(&ctx.client, app).await?;
+        info!(app = %validated.owner.name, namespace = %ns, "cleanup confirmed, finalizer removed");
+        return Ok(Action::await_change());
+    }
+    let name = &validated.owner.name;
+    let deployment = ctx
+        .caches
+        .deployments
+        .get(&ObjectRef::new(name).within(&ns));
+    let ingress = ctx.caches.ingresses.get(&ObjectRef::new(name).within(&ns));
+    let observed = Observed {
+        deployment: deployment.as_deref(),
+        ingress: ingress.as_deref(),
+        pods: placements(&ctx.caches, &ns, name),
+        cluster_zones: cluster_zones(&ctx.caches),
+        error: None,
+    };
+    let old = app.status.as_ref();
+    let new = status::compute_with_aws(
+        &validated,
+        app.metadata.generation,
+        &observed,
+        &step.observed,
+        old,
+        &Time(Timestamp::now()),
+    );
+    if old != Some(&new) {
+        patch_status(ctx, app, &ns, &new).await?;
+        publish_transitions(ctx, app, old, &new).await;
+    }
+    match step.error() {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(ctx.config.aws.poll_busy)),
+    }
+}
+
+/// Events for what halo changed in AWS, and for AWS failures other than throttling.
+async fn publish_aws(ctx: &Context, app: &HighlyAvailableApp, step: &aws_steps::AwsStep) {
+    for change in &step.changes {
+        info!(app = %app.name_any(), reason = change.reason, "{}", change.message);
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            change.reason,
+            "AWS",
+            change.message.clone(),
+        )
+        .await;
+    }
+    for e in &step.errors {
+        if matches!(
+            e,
+            Error::Aws {
+                throttled: true,
+                ..
+            }
+        ) {
+            warn!(app = %app.name_any(), error = %e, "AWS throttled a request; backing off");
+            continue;
+        }
+        publish(
+            ctx,
+            app,
+            EventType::Warning,
+            e.metric_label(),
+            "AWS",
+            e.to_string(),
+        )
+        .await;
     }
 }
 
@@ -191,7 +347,20 @@ async fn apply_children(
     let c = &ctx.caches;
     let client = &ctx.client;
     let name = app.name_any();
+    let secret_name = connection_secret_name(&name);
     let steps = [
+        (
+            "Secret",
+            sync(
+                client,
+                ns,
+                uid,
+                &secret_name,
+                children.secret.as_ref(),
+                &c.secrets,
+            )
+            .await?,
+        ),
         (
             "Deployment",
             sync(
@@ -230,6 +399,11 @@ async fn apply_children(
         ),
     ];
     for (kind, outcome) in steps {
+        let name = if kind == "Secret" {
+            &secret_name
+        } else {
+            &name
+        };
         let (reason, verb) = match outcome {
             Outcome::Created => ("Created", "created"),
             Outcome::Updated => ("Updated", "updated"),
@@ -399,7 +573,7 @@ async fn publish_transitions(
     old: Option<&HighlyAvailableAppStatus>,
     new: &HighlyAvailableAppStatus,
 ) {
-    for type_ in [READY, ZONE_RESILIENT] {
+    for type_ in [READY, ZONE_RESILIENT, DATABASE_READY, CACHE_READY] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -519,6 +693,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(&client);
     let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
     let (pods, pod_stream) = managed_cache::<Pod>(&client);
+    let (secrets, secret_stream) = managed_cache::<Secret>(&client);
     let (nodes, node_writer) = reflector::store();
     let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -546,6 +721,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         ingresses,
         pods,
         nodes,
+        secrets,
     };
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
     let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
@@ -567,6 +743,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .owns_stream(pdb_stream)
         .owns_stream(hpa_stream)
         .owns_stream(ing_stream)
+        .owns_stream(secret_stream)
         .watches_stream(pod_stream, pod_to_app)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -579,6 +756,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     info!("halo controller stopped");
     Ok(())
 }
+
+#[path = "controller_aws.rs"]
+pub mod aws_steps;
 
 #[cfg(test)]
 #[path = "controller_tests.rs"]

@@ -11,6 +11,7 @@ use kube::runtime::watcher;
 use super::*;
 use crate::apply::with_hash;
 use crate::render::fixtures::{FULL, SMALL, app as parse_app};
+use crate::render::render;
 
 /// Requests seen by the fake API server: (method, path and query).
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
@@ -69,6 +70,7 @@ fn caches() -> (Caches, Writers) {
     let (ingresses, iw) = reflector::store();
     let (pods, podw) = reflector::store();
     let (nodes, nw) = reflector::store();
+    let (secrets, _) = reflector::store();
     (
         Caches {
             deployments,
@@ -78,6 +80,7 @@ fn caches() -> (Caches, Writers) {
             ingresses,
             pods,
             nodes,
+            secrets,
         },
         Writers {
             deployments: dw,

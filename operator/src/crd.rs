@@ -79,7 +79,15 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.autoscaling) || (has(self.resources) && has(self.resources.requests) && 'cpu' in self.resources.requests)")
         .message("autoscaling on CPU utilization needs resources.requests.cpu")
         .field_path(".resources")
-        .reason(Reason::FieldValueRequired)
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(oldSelf.database) || has(self.database)")
+        .message("database cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the cluster")
+        .field_path(".database")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(oldSelf.cache) || has(self.cache)")
+        .message("cache cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the replication group")
+        .field_path(".cache")
+        .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HighlyAvailableAppSpec {
@@ -145,6 +153,16 @@ pub struct HighlyAvailableAppSpec {
     /// No Ingress is created when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+
+    /// An Aurora cluster (writer plus readers in other zones); its endpoints reach the app
+    /// through the `<name>-connection` Secret. Cannot be removed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::crd_data::DatabaseSpec>,
+
+    /// An ElastiCache replication group (Redis OSS or Valkey) with automatic failover; its
+    /// endpoints reach the app through the `<name>-connection` Secret. Cannot be removed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::crd_data::CacheSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -440,7 +458,8 @@ pub struct HighlyAvailableAppStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready (all of the others), ComputeReady, IngressReady, ZoneResilient.
+    /// Ready (all of the others), ComputeReady, IngressReady, ZoneResilient, DatabaseReady,
+    /// CacheReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Pods of the current Deployment (for the scale subresource).
@@ -461,6 +480,9 @@ pub struct HighlyAvailableAppStatus {
     /// Where the app can be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// Secret with the database and cache endpoints, loaded into the app's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_secret: Option<String>,
 }
 
 /// Ready pods in one zone.
@@ -483,4 +505,10 @@ pub struct Endpoints {
     /// DNS name of the ALB, once the AWS Load Balancer Controller has provisioned it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<String>,
+    /// The Aurora cluster's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::crd_data::DatabaseEndpoints>,
+    /// The cache's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::crd_data::CacheEndpoints>,
 }

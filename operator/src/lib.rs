@@ -18,8 +18,10 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod aws;
 pub mod controller;
 pub mod crd;
+pub mod crd_data;
 pub mod meta;
 pub mod render;
 pub mod status;
@@ -52,6 +54,34 @@ pub enum Error {
 
     #[error("serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
+
+    /// An AWS API call failed; `code` is AWS's error code (or the transport failure kind).
+    #[error("AWS {api} failed: {code}: {message}")]
+    Aws {
+        api: String,
+        code: String,
+        message: String,
+        /// AWS asked us to slow down: retry later, never a failure of the app.
+        throttled: bool,
+    },
+
+    /// An AWS resource with halo's deterministic identifier belongs to someone else.
+    #[error(
+        "{kind} {id} exists and is not owned by this HighlyAvailableApp; adopt it with spec.{field}.adopt, or delete or rename it"
+    )]
+    AwsNotOwned {
+        kind: String,
+        id: String,
+        field: &'static str,
+    },
+
+    /// Cleanup cannot proceed until the user changes the spec.
+    #[error("cannot delete {kind} {id}: {reason}")]
+    DeletionBlocked {
+        kind: String,
+        id: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -63,6 +93,12 @@ impl Error {
             Error::NotOwned { .. } => "ChildNotOwned",
             Error::MissingMetadata(_) => "MissingMetadata",
             Error::Serialization(_) => "SerializationError",
+            Error::Aws {
+                throttled: true, ..
+            } => "AWSThrottled",
+            Error::Aws { .. } => "AWSAPIError",
+            Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
+            Error::DeletionBlocked { .. } => "DeletionBlocked",
         }
     }
 

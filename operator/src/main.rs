@@ -38,6 +38,8 @@ enum Command {
         /// Log format.
         #[arg(long, env = "HALO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Print the HighlyAvailableApp CustomResourceDefinition as YAML.
     Crd,
@@ -52,6 +54,54 @@ enum Command {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
+}
+
+/// AWS settings. Credentials come only from the SDK's default chain (IRSA, EKS Pod Identity,
+/// environment); `AWS_ENDPOINT_URL` points the SDK at an emulator. halo builds no AWS client
+/// until an app with a database or a cache needs one.
+#[derive(clap::Args)]
+struct AwsArgs {
+    /// AWS region of the databases and caches (default: the SDK's chain, e.g. AWS_REGION).
+    #[arg(long = "aws-region", env = "HALO_AWS_REGION")]
+    region: Option<String>,
+    /// DB subnet group for Aurora clusters whose spec names none.
+    #[arg(long, env = "HALO_DB_SUBNET_GROUP")]
+    db_subnet_group: Option<String>,
+    /// VPC security groups (comma-separated) for Aurora clusters whose spec names none.
+    #[arg(long, env = "HALO_DB_SECURITY_GROUPS", value_delimiter = ',')]
+    db_security_groups: Vec<String>,
+    /// Cache subnet group for ElastiCache replication groups whose spec names none.
+    #[arg(long, env = "HALO_CACHE_SUBNET_GROUP")]
+    cache_subnet_group: Option<String>,
+    /// Security groups (comma-separated) for replication groups whose spec names none.
+    #[arg(long, env = "HALO_CACHE_SECURITY_GROUPS", value_delimiter = ',')]
+    cache_security_groups: Vec<String>,
+    /// Seconds between looks at AWS while it creates or modifies something.
+    #[arg(long, env = "HALO_AWS_POLL_BUSY_SECONDS", default_value_t = 15)]
+    aws_poll_busy_seconds: u64,
+    /// Seconds between looks at AWS once everything is available.
+    #[arg(long, env = "HALO_AWS_POLL_STABLE_SECONDS", default_value_t = 300)]
+    aws_poll_stable_seconds: u64,
+}
+
+impl AwsArgs {
+    fn config(self) -> halo::aws::AwsConfig {
+        let non_empty = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        halo::aws::AwsConfig {
+            region: self.region.filter(|r| !r.is_empty()),
+            db_subnet_group: self.db_subnet_group.filter(|s| !s.is_empty()),
+            db_security_groups: non_empty(self.db_security_groups),
+            cache_subnet_group: self.cache_subnet_group.filter(|s| !s.is_empty()),
+            cache_security_groups: non_empty(self.cache_security_groups),
+            poll_busy: Duration::from_secs(self.aws_poll_busy_seconds.max(1)),
+            poll_stable: Duration::from_secs(self.aws_poll_stable_seconds.max(1)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
             resync_seconds,
             concurrency,
             log_format,
+            aws,
         } => {
             init_logging(log_format);
             let mut kube_config = kube::Config::infer()
@@ -107,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             let config = halo::controller::Config {
                 resync: Duration::from_secs(resync_seconds),
                 concurrency,
+                aws: aws.config(),
             };
             halo::controller::run(client, config).await
         }
@@ -214,6 +266,37 @@ mod tests {
             err.contains("spec.replicas: replicas must be at least zones.minZones"),
             "{err}"
         );
+    }
+
+    /// Flags and their env fallbacks become the AWS configuration; lists are comma-separated.
+    #[test]
+    fn aws_flags_become_the_aws_config() {
+        let cli = Cli::try_parse_from([
+            "halo",
+            "run",
+            "--aws-region",
+            "eu-west-1",
+            "--db-subnet-group",
+            "private-db",
+            "--db-security-groups",
+            "sg-0aaaaaaaaaaaaaaaa,sg-0bbbbbbbbbbbbbbbb",
+            "--aws-poll-busy-seconds",
+            "5",
+        ])
+        .expect("parses");
+        let Command::Run { aws, .. } = cli.command else {
+            panic!("run command expected");
+        };
+        let config = aws.config();
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.db_subnet_group.as_deref(), Some("private-db"));
+        assert_eq!(
+            config.db_security_groups,
+            vec!["sg-0aaaaaaaaaaaaaaaa", "sg-0bbbbbbbbbbbbbbbb"]
+        );
+        assert_eq!(config.cache_security_groups, Vec::<String>::new());
+        assert_eq!(config.poll_busy, Duration::from_secs(5));
+        assert_eq!(config.poll_stable, Duration::from_secs(300));
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.

@@ -13,6 +13,8 @@ pub const MANAGED_BY: &str = "halo";
 pub const APP_LABEL: &str = "halo.dev/app";
 /// Hash of the desired object halo last applied; a change means halo must apply again.
 pub const DESIRED_HASH_ANNOTATION: &str = "halo.dev/desired-hash";
+/// Pod template annotation: hash of the connection Secret's data, so new endpoints roll the pods.
+pub const CONNECTION_CHECKSUM_ANNOTATION: &str = "halo.dev/connection-checksum";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

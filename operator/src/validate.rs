@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
 use kube::ResourceExt;
 
 use crate::crd::{HealthCheck, HighlyAvailableApp, IngressSpec};
+use crate::crd_data::{CacheSpec, DatabaseSpec};
 use crate::meta::Owner;
 use crate::{Error, Result};
 
@@ -64,6 +65,9 @@ pub struct ValidatedApp {
     pub max_unavailable: i32,
     pub toleration_seconds: i64,
     pub ingress: Option<IngressSpec>,
+    /// Aurora settings, with `databaseName` resolved.
+    pub database: Option<DatabaseSpec>,
+    pub cache: Option<CacheSpec>,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -118,6 +122,7 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
         .collect();
     names.sort();
     names.dedup();
+    let owner_name = owner.name.clone();
     Ok(ValidatedApp {
         owner,
         image: spec.image.clone(),
@@ -140,7 +145,18 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
         max_unavailable: spec.disruption.max_unavailable.max(1),
         toleration_seconds: spec.failure_reaction.toleration_seconds.max(0),
         ingress: spec.ingress.clone(),
+        database: spec.database.clone().map(|mut db| {
+            db.database_name
+                .get_or_insert_with(|| default_database_name(&owner_name));
+            db
+        }),
+        cache: spec.cache.clone(),
     })
+}
+
+/// The app name as a database name: `-` is not allowed there.
+pub fn default_database_name(app: &str) -> String {
+    app.replace('-', "_")
 }
 
 fn invalid(field: &str, message: &str) -> Error {

@@ -5,15 +5,21 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, HTTPGetAction, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecurityContext, Toleration, TopologySpreadConstraint,
+    Affinity, Capabilities, Container, ContainerPort, EnvFromSource, HTTPGetAction, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecurityContext, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use std::collections::BTreeMap;
+
+use super::secret::{connection_secret_name, has_connection};
 use super::{CONTAINER_NAME, PORT_NAME};
-use crate::meta::{HOSTNAME_LABEL, ZONE_LABEL, common_labels, selector_labels};
+use crate::meta::{
+    CONNECTION_CHECKSUM_ANNOTATION, HOSTNAME_LABEL, ZONE_LABEL, common_labels, selector_labels,
+};
 use crate::validate::{Replicas, ValidatedApp};
 
 /// Taints the node lifecycle controller puts on a node that stopped reporting.
@@ -26,6 +32,12 @@ pub const NODE_FAILURE_TAINTS: [&str; 2] = [
 const STARTUP_PERIOD_SECONDS: i32 = 5;
 
 pub fn deployment(app: &ValidatedApp) -> Deployment {
+    with_connection(app, None)
+}
+
+/// The Deployment; with the connection Secret's checksum when the app has one, so that a change
+/// of endpoints rolls the pods (environment variables are read only at container start).
+pub fn with_connection(app: &ValidatedApp, connection_checksum: Option<&str>) -> Deployment {
     let name = &app.owner.name;
     let replicas = match app.replicas {
         Replicas::Fixed(n) => Some(n),
@@ -51,6 +63,12 @@ pub fn deployment(app: &ValidatedApp) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(common_labels(name)),
+                    annotations: connection_checksum.map(|sum| {
+                        BTreeMap::from([(
+                            CONNECTION_CHECKSUM_ANNOTATION.to_string(),
+                            sum.to_string(),
+                        )])
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(app)),
@@ -95,7 +113,7 @@ fn container(app: &ValidatedApp) -> Container {
         command: non_empty(&app.command),
         args: non_empty(&app.args),
         env: (!app.env.is_empty()).then(|| app.env.clone()),
-        env_from: (!app.env_from.is_empty()).then(|| app.env_from.clone()),
+        env_from: env_from(app),
         resources: app.resources.clone(),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.into()),
@@ -129,6 +147,22 @@ fn container(app: &ValidatedApp) -> Container {
         }),
         ..Container::default()
     }
+}
+
+/// The connection Secret first, so the user's own `envFrom` and `env` can override its keys.
+fn env_from(app: &ValidatedApp) -> Option<Vec<EnvFromSource>> {
+    let mut sources = Vec::new();
+    if has_connection(app) {
+        sources.push(EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: connection_secret_name(&app.owner.name),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        });
+    }
+    sources.extend(app.env_from.iter().cloned());
+    (!sources.is_empty()).then_some(sources)
 }
 
 fn probe(app: &ValidatedApp, period_seconds: i32) -> Probe {

@@ -6,11 +6,12 @@ pub mod deployment;
 pub mod hpa;
 pub mod ingress;
 pub mod pdb;
+pub mod secret;
 pub mod service;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
@@ -28,26 +29,44 @@ pub struct Children {
     pub pdb: PodDisruptionBudget,
     pub hpa: Option<HorizontalPodAutoscaler>,
     pub ingress: Option<Ingress>,
+    /// `<name>-connection`, only with a database or a cache.
+    pub secret: Option<Secret>,
 }
 
+/// What the app renders to before AWS has reported any endpoint (the `halo render` preview).
 pub fn render(app: &ValidatedApp) -> Children {
+    render_with(app, &secret::Connection::default())
+}
+
+/// Everything halo wants in the cluster, with the endpoints AWS reported.
+pub fn render_with(app: &ValidatedApp, connection: &secret::Connection) -> Children {
+    let secret = secret::connection_secret(app, connection);
+    let checksum = secret
+        .is_some()
+        .then(|| secret::checksum(&secret::connection_data(app, connection)));
     Children {
-        deployment: deployment::deployment(app),
+        deployment: deployment::with_connection(app, checksum.as_deref()),
         service: service::service(app),
         pdb: pdb::pdb(app),
         hpa: hpa::hpa(app),
         ingress: ingress::ingress(app),
+        secret,
     }
 }
 
 impl Children {
     /// The objects as JSON values, in apply order, skipping those that must not exist.
     pub fn to_values(&self) -> serde_json::Result<Vec<serde_json::Value>> {
-        let mut out = vec![
+        let mut out = Vec::new();
+        // The Secret first: the pods read it when they start.
+        if let Some(secret) = &self.secret {
+            out.push(serde_json::to_value(secret)?);
+        }
+        out.extend([
             serde_json::to_value(&self.deployment)?,
             serde_json::to_value(&self.service)?,
             serde_json::to_value(&self.pdb)?,
-        ];
+        ]);
         if let Some(hpa) = &self.hpa {
             out.push(serde_json::to_value(hpa)?);
         }

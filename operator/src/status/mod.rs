@@ -1,6 +1,7 @@
 //! `status`: observations -> the app's status, pure. One status patch per reconcile, and
 //! none at all when the result equals what is already stored.
 
+pub mod aws;
 pub mod conditions;
 pub mod rebalance;
 pub mod zones;
@@ -12,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::crd::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
 use crate::meta::selector_string;
 use crate::render::ingress::url;
+use crate::render::secret::connection_secret_name;
 use crate::validate::ValidatedApp;
+pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY};
 use conditions::{Computed, merge};
 use zones::{PodPlacement, ready_per_zone, spread_summary, zone_resilience};
 
@@ -55,6 +58,20 @@ pub fn compute(
     old: Option<&HighlyAvailableAppStatus>,
     now: &Time,
 ) -> HighlyAvailableAppStatus {
+    compute_with_aws(app, generation, observed, &AwsObserved::default(), old, now)
+}
+
+/// [`compute`] with what this reconcile learned from AWS.
+pub fn compute_with_aws(
+    app: &ValidatedApp,
+    generation: Option<i64>,
+    observed: &Observed<'_>,
+    aws_observed: &AwsObserved,
+    old: Option<&HighlyAvailableAppStatus>,
+    now: &Time,
+) -> HighlyAvailableAppStatus {
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let old_endpoints = old.and_then(|s| s.endpoints.as_ref());
     let deploy_status = observed.deployment.and_then(|d| d.status.as_ref());
     let desired = observed
         .deployment
@@ -100,12 +117,37 @@ pub fn compute(
         app.zones.min_zones,
         app.zones.min_ready_after_zone_loss,
     ));
+    if app.database.is_some() {
+        computed.push(aws::condition(
+            DATABASE_READY,
+            aws_observed.database.as_ref(),
+            old_conditions,
+        ));
+    }
+    if app.cache.is_some() {
+        computed.push(aws::condition(
+            CACHE_READY,
+            aws_observed.cache.as_ref(),
+            old_conditions,
+        ));
+    }
     computed.insert(0, overall(&computed, observed.error.as_ref()));
 
-    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let endpoints = Endpoints {
         url: url(app),
         load_balancer,
+        database: app.database.as_ref().and_then(|_| {
+            aws::endpoints(
+                aws_observed.database.as_ref(),
+                old_endpoints.and_then(|e| e.database.as_ref()),
+            )
+        }),
+        cache: app.cache.as_ref().and_then(|_| {
+            aws::endpoints(
+                aws_observed.cache.as_ref(),
+                old_endpoints.and_then(|e| e.cache.as_ref()),
+            )
+        }),
     };
     HighlyAvailableAppStatus {
         observed_generation: generation,
@@ -122,6 +164,8 @@ pub fn compute(
             .collect(),
         zone_spread: spread_summary(&ready),
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
+        connection_secret: (app.database.is_some() || app.cache.is_some())
+            .then(|| connection_secret_name(&app.owner.name)),
     }
 }
 

@@ -1,0 +1,502 @@
+//! AWS: one module per service, each with a pure `desired(...)` computed from the
+//! [`ValidatedApp`](crate::validate::ValidatedApp) and the operator configuration, and the SDK
+//! calls at the edges (`ensure`, `cleanup`).
+//!
+//! This module holds what the services share: the operator-wide configuration, the lazily built
+//! SDK clients (default credential chain; `AWS_ENDPOINT_URL` points them at an emulator),
+//! deterministic resource names, ownership tags and the mapping of SDK errors to
+//! [`Error::Aws`].
+
+pub mod aurora;
+pub mod elasticache;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::Error;
+use crate::meta::{MANAGED_BY, Owner};
+
+/// Tag naming the owning app's namespace.
+pub const TAG_NAMESPACE: &str = "halo.dev/namespace";
+/// Tag naming the owning app.
+pub const TAG_NAME: &str = "halo.dev/name";
+/// Tag holding the owning app's uid: the proof that a resource is ours.
+pub const TAG_UID: &str = "halo.dev/uid";
+/// Tag marking a resource as managed by halo.
+pub const TAG_MANAGED_BY: &str = "halo.dev/managed-by";
+
+/// Every tag key halo sets; `Retain` removes exactly these.
+pub const OWNERSHIP_TAG_KEYS: [&str; 4] = [TAG_NAMESPACE, TAG_NAME, TAG_UID, TAG_MANAGED_BY];
+
+/// Operator-wide AWS settings (flags with env fallbacks in `main`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// Region override; `None` uses the SDK's default chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// DB subnet group for Aurora clusters whose spec names none.
+    pub db_subnet_group: Option<String>,
+    /// VPC security groups for Aurora clusters whose spec names none.
+    pub db_security_groups: Vec<String>,
+    /// Cache subnet group for replication groups whose spec names none.
+    pub cache_subnet_group: Option<String>,
+    /// Security groups for replication groups whose spec names none.
+    pub cache_security_groups: Vec<String>,
+    /// Poll interval while AWS is creating or modifying something.
+    pub poll_busy: Duration,
+    /// Poll interval once everything is available.
+    pub poll_stable: Duration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            db_subnet_group: None,
+            db_security_groups: Vec::new(),
+            cache_subnet_group: None,
+            cache_security_groups: Vec::new(),
+            poll_busy: Duration::from_secs(15),
+            poll_stable: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The AWS side of the operator: configuration plus SDK clients built on first use, so an
+/// operator whose apps have no AWS sections never needs credentials.
+#[derive(Debug, Default)]
+pub struct Aws {
+    pub config: AwsConfig,
+    sdk: OnceCell<aws_config::SdkConfig>,
+    rds: OnceCell<aws_sdk_rds::Client>,
+    elasticache: OnceCell<aws_sdk_elasticache::Client>,
+    calls: CallCounter,
+}
+
+impl Aws {
+    pub fn new(config: AwsConfig) -> Self {
+        Aws {
+            config,
+            ..Aws::default()
+        }
+    }
+
+    /// With a ready-made SDK configuration (tests point it at an emulator).
+    pub fn with_sdk_config(config: AwsConfig, sdk: aws_config::SdkConfig) -> Self {
+        Aws {
+            config,
+            sdk: OnceCell::new_with(Some(sdk)),
+            ..Aws::default()
+        }
+    }
+
+    /// Requests sent to RDS and ElastiCache so far, per API (`rds:DescribeDBClusters`).
+    pub fn calls(&self) -> &CallCounter {
+        &self.calls
+    }
+
+    /// Sends one request of `api` (`rds:CreateDBCluster`), counting it and mapping its error.
+    pub async fn call<T, E, R>(
+        &self,
+        api: &str,
+        request: impl std::future::Future<Output = std::result::Result<T, SdkError<E, R>>>,
+    ) -> crate::Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: Debug,
+    {
+        self.calls.record(api);
+        request.await.map_err(aws_error(api))
+    }
+
+    /// The shared SDK configuration: default credential chain, region from the configuration
+    /// or the default chain, endpoint from `AWS_ENDPOINT_URL` when set.
+    pub async fn sdk_config(&self) -> &aws_config::SdkConfig {
+        self.sdk
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(region) = &self.config.region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                loader.load().await
+            })
+            .await
+    }
+
+    pub async fn rds(&self) -> &aws_sdk_rds::Client {
+        self.rds
+            .get_or_init(|| async { aws_sdk_rds::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    pub async fn elasticache(&self) -> &aws_sdk_elasticache::Client {
+        self.elasticache
+            .get_or_init(|| async { aws_sdk_elasticache::Client::new(self.sdk_config().await) })
+            .await
+    }
+}
+
+/// Counts of AWS requests per API, e.g. `rds:CreateDBCluster`.
+#[derive(Debug, Default)]
+pub struct CallCounter(Mutex<BTreeMap<String, u64>>);
+
+impl CallCounter {
+    pub fn record(&self, api: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(api.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Requests since `before` (a [`CallCounter::snapshot`]), per API.
+    pub fn since(&self, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        self.snapshot()
+            .into_iter()
+            .filter_map(|(api, n)| {
+                let delta = n - before.get(&api).copied().unwrap_or(0);
+                (delta > 0).then_some((api, delta))
+            })
+            .collect()
+    }
+}
+
+/// Whether an API name (`rds:DescribeDBClusters`) only reads.
+pub fn is_read_only(api: &str) -> bool {
+    let op = api.split(':').nth(1).unwrap_or(api);
+    op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")
+}
+
+/// Something halo changed in AWS; becomes a Normal Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Change {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Change {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a managed AWS resource looks to the app: its readiness as a condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+    /// AWS is working on it (creating, modifying, failing over): poll often.
+    pub busy: bool,
+}
+
+/// Condition reasons of the AWS-backed conditions.
+pub mod reasons {
+    pub const AVAILABLE: &str = "Available";
+    pub const CREATING: &str = "Creating";
+    pub const MODIFYING: &str = "Modifying";
+    pub const SCALING: &str = "Scaling";
+    pub const FAILING_OVER: &str = "FailingOver";
+    pub const DELETING: &str = "Deleting";
+    pub const UNAVAILABLE: &str = "Unavailable";
+    pub const SINGLE_ZONE: &str = "SingleZone";
+    pub const RETAINED: &str = "Retained";
+}
+
+/// The condition reason for an AWS status string (RDS and ElastiCache use the same words).
+pub fn reason_for_status(status: &str) -> &'static str {
+    match status {
+        "available" => reasons::AVAILABLE,
+        "creating" | "backing-up" => reasons::CREATING,
+        "failing-over" => reasons::FAILING_OVER,
+        "deleting" => reasons::DELETING,
+        "modifying"
+        | "upgrading"
+        | "renaming"
+        | "resetting-master-credentials"
+        | "maintenance"
+        | "migrating"
+        | "snapshotting"
+        | "configuring-enhanced-monitoring"
+        | "rebooting"
+        | "storage-optimization"
+        | "promoting"
+        | "starting" => reasons::MODIFYING,
+        _ => reasons::UNAVAILABLE,
+    }
+}
+
+/// Whether AWS is working on a resource in this status and will change it soon by itself.
+pub fn is_transitional(status: &str) -> bool {
+    matches!(
+        reason_for_status(status),
+        reasons::CREATING | reasons::MODIFYING | reasons::FAILING_OVER | reasons::DELETING
+    )
+}
+
+/// What cleanup achieved on one resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// AWS confirmed: the resource is gone, deleting (which AWS cannot undo), or retained
+    /// without halo's tags. The finalizer may go once every resource is done.
+    pub done: bool,
+    pub message: String,
+    pub changes: Vec<Change>,
+}
+
+/// The final snapshot name of a resource: stable across retries of the same deletion, distinct
+/// for a later app of the same name (the uid differs).
+pub fn final_snapshot_id(resource_id: &str, owner: &Owner) -> String {
+    let uid: String = owner
+        .uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    format!("{resource_id}-final-{uid}")
+}
+
+/// A deterministic AWS identifier for the app: `<namespace>-<name>`, lowercased, limited to
+/// letters, digits and single hyphens, starting with a letter, at most `max_len` characters.
+/// When the plain form does not fit (or had to be rewritten), a 6-hex-digit hash of the full
+/// `namespace/name` replaces the tail, so distinct apps keep distinct identifiers.
+pub fn resource_id(owner: &Owner, max_len: usize) -> String {
+    let raw = format!("{}-{}", owner.namespace, owner.name);
+    let mut clean = String::with_capacity(raw.len() + 1);
+    for c in raw.chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '-'
+        };
+        if c == '-' && (clean.is_empty() || clean.ends_with('-')) {
+            continue;
+        }
+        clean.push(c);
+    }
+    if !clean.starts_with(|c: char| c.is_ascii_lowercase()) {
+        clean.insert(0, 'h');
+    }
+    while clean.ends_with('-') {
+        clean.pop();
+    }
+    if clean == raw && clean.len() <= max_len {
+        return clean;
+    }
+    let hash = short_hash(&format!("{}/{}", owner.namespace, owner.name));
+    let keep = max_len.saturating_sub(hash.len() + 1);
+    let mut head: String = clean.chars().take(keep).collect();
+    while head.ends_with('-') {
+        head.pop();
+    }
+    format!("{head}-{hash}")
+}
+
+/// First 6 hex digits of the SHA-256 of `s`.
+pub fn short_hash(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tags halo puts on every AWS resource it creates or adopts, in a stable order.
+pub fn ownership_tags(owner: &Owner) -> Vec<(String, String)> {
+    vec![
+        (TAG_NAMESPACE.into(), owner.namespace.clone()),
+        (TAG_NAME.into(), owner.name.clone()),
+        (TAG_UID.into(), owner.uid.clone()),
+        (TAG_MANAGED_BY.into(), MANAGED_BY.into()),
+    ]
+}
+
+/// Who a resource belongs to, judged by its tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Tagged with this app's uid.
+    Ours,
+    /// No halo tags: nobody's, or someone else's; halo only touches it when adopting.
+    Untagged,
+    /// Tagged by halo for a different app (another uid).
+    Foreign,
+}
+
+/// Judges ownership from a resource's tags.
+pub fn ownership<'a>(
+    owner: &Owner,
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Ownership {
+    let mut uid = None;
+    let mut managed = false;
+    for (k, v) in tags {
+        if k == TAG_UID {
+            uid = Some(v);
+        }
+        if k == TAG_MANAGED_BY && v == MANAGED_BY {
+            managed = true;
+        }
+    }
+    match uid {
+        Some(u) if u == owner.uid => Ownership::Ours,
+        Some(_) => Ownership::Foreign,
+        None if managed => Ownership::Foreign,
+        None => Ownership::Untagged,
+    }
+}
+
+/// Error codes AWS uses for request throttling.
+const THROTTLING_CODES: [&str; 10] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "PriorRequestNotComplete",
+];
+
+/// Whether an AWS error code means "slow down" rather than "this failed".
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
+/// Maps an SDK error of `api` (e.g. `"rds:CreateDBCluster"`) to [`Error::Aws`] with the AWS
+/// error code, or the kind of transport failure when AWS never answered.
+pub fn aws_error<E, R>(api: &str) -> impl FnOnce(SdkError<E, R>) -> Error + use<E, R>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug,
+{
+    let api = api.to_string();
+    move |err| {
+        let (code, message) = match &err {
+            SdkError::ServiceError(_) => (
+                err.code().unwrap_or("Unknown").to_string(),
+                err.message().map(str::to_string),
+            ),
+            SdkError::TimeoutError(_) => ("Timeout".to_string(), None),
+            SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), None),
+            SdkError::ResponseError(_) => ("ResponseError".to_string(), None),
+            SdkError::ConstructionFailure(_) => ("ConstructionFailure".to_string(), None),
+            _ => ("Unknown".to_string(), None),
+        };
+        let message = message.unwrap_or_else(|| {
+            aws_sdk_rds::error::DisplayErrorContext(&err)
+                .to_string()
+                .replace('\n', " ")
+        });
+        Error::Aws {
+            throttled: is_throttling(&code),
+            api,
+            code,
+            message,
+        }
+    }
+}
+
+/// Whether `err` is the given AWS error code (e.g. a "not found" on describe).
+pub fn is_code(err: &Error, wanted: &str) -> bool {
+    matches!(err, Error::Aws { code, .. } if code == wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(namespace: &str, name: &str) -> Owner {
+        Owner {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    /// Short names are readable as-is: an operator can find `shop-web` in the console.
+    #[test]
+    fn plain_names_are_namespace_dash_name() {
+        assert_eq!(resource_id(&owner("shop", "web"), 40), "shop-web");
+    }
+
+    /// Long names are cut to the AWS limit and keep distinct identities through the hash.
+    #[test]
+    fn long_names_are_truncated_with_a_hash() {
+        let ns = "a-very-long-namespace-name-for-the-payments-team";
+        let a = resource_id(&owner(ns, "checkout-api"), 40);
+        let b = resource_id(&owner(ns, "checkout-web"), 40);
+        assert_eq!(a.len(), 40);
+        assert!(a.starts_with("a-very-long-namespace-name-for-th-"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, resource_id(&owner(ns, "checkout-api"), 40));
+        assert!(!a.contains("--"));
+    }
+
+    /// Namespaces may start with a digit or hold `--`; AWS identifiers may not.
+    #[test]
+    fn names_are_rewritten_to_aws_rules() {
+        let id = resource_id(&owner("1team--x", "web"), 63);
+        assert!(id.starts_with("h1team-x-web-"), "{id}");
+        assert_eq!(id.len(), "h1team-x-web-".len() + 6);
+        assert!(!id.contains("--"));
+    }
+
+    /// Only a resource carrying this app's uid is ours.
+    #[test]
+    fn ownership_follows_the_uid_tag() {
+        let o = owner("shop", "web");
+        let tags = ownership_tags(&o);
+        let as_refs = |t: &[(String, String)]| {
+            t.iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        let ours = as_refs(&tags);
+        assert_eq!(
+            ownership(&o, ours.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Ownership::Ours
+        );
+        let other = owner("shop", "web2");
+        let other = Owner {
+            uid: "uid-2".into(),
+            ..other
+        };
+        assert_eq!(
+            ownership(&other, ours.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Ownership::Foreign
+        );
+        assert_eq!(ownership(&o, [("team", "payments")]), Ownership::Untagged);
+        assert_eq!(
+            tags[..2],
+            [
+                ("halo.dev/namespace".to_string(), "shop".to_string()),
+                ("halo.dev/name".to_string(), "web".to_string())
+            ]
+        );
+    }
+
+    /// Throttling codes are recognised so they never mark the app failed.
+    #[test]
+    fn throttling_codes() {
+        assert!(is_throttling("Throttling"));
+        assert!(is_throttling("ThrottlingException"));
+        assert!(!is_throttling("DBClusterNotFoundFault"));
+    }
+}

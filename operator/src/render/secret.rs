@@ -1,0 +1,213 @@
+//! The connection Secret `<name>-connection`: where the app finds its database and cache,
+//! loaded into the container with `envFrom`. It holds endpoints and the ARN of the secret with
+//! the RDS-managed password, never a password.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use sha2::{Digest, Sha256};
+
+use crate::crd_data::{CacheEndpoints, DatabaseEndpoints};
+use crate::validate::ValidatedApp;
+
+/// What AWS reported about the app's data layer (from the status when AWS could not be asked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub database: Option<DatabaseEndpoints>,
+    pub cache: Option<CacheEndpoints>,
+}
+
+pub fn connection_secret_name(app: &str) -> String {
+    format!("{app}-connection")
+}
+
+/// Whether the app gets a connection Secret: it has a database or a cache.
+pub fn has_connection(app: &ValidatedApp) -> bool {
+    app.database.is_some() || app.cache.is_some()
+}
+
+/// The Secret's data. Keys whose value AWS has not reported yet are left out.
+pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            data.insert(key.to_string(), v);
+        }
+    };
+    if let Some(db) = &app.database {
+        let ep = conn.database.clone().unwrap_or_default();
+        put("DATABASE_HOST", ep.writer);
+        put("DATABASE_READER_HOST", ep.reader);
+        put("DATABASE_PORT", ep.port.map(|p| p.to_string()));
+        put("DATABASE_NAME", db.database_name.clone());
+        put("DATABASE_SECRET_ARN", ep.secret_arn);
+    }
+    if app.cache.is_some() {
+        let ep = conn.cache.clone().unwrap_or_default();
+        put("REDIS_HOST", ep.primary);
+        put("REDIS_READER_HOST", ep.reader);
+        put("REDIS_PORT", ep.port.map(|p| p.to_string()));
+        // halo creates every replication group with encryption in transit.
+        put("REDIS_TLS", Some("true".into()));
+    }
+    data
+}
+
+/// The Secret, or `None` when the app has neither database nor cache (it must not exist).
+pub fn connection_secret(app: &ValidatedApp, conn: &Connection) -> Option<Secret> {
+    if !has_connection(app) {
+        return None;
+    }
+    let mut metadata = app.owner.child_meta();
+    metadata.name = Some(connection_secret_name(&app.owner.name));
+    Some(Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(
+            connection_data(app, conn)
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    })
+}
+
+/// Hash of the data: the Deployment's pod template carries it, so new endpoints roll the pods.
+pub fn checksum(data: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in data {
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(v.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{SMALL, validated};
+
+    pub(crate) const DATA_APP: &str = r#"
+apiVersion: halo.dev/v1alpha1
+kind: HighlyAvailableApp
+metadata: {name: shop, namespace: shop}
+spec:
+  image: registry.example.com/shop:1
+  port: 8080
+  database: {instances: 2}
+  cache: {replicas: 1}
+"#;
+
+    fn connection() -> Connection {
+        Connection {
+            database: Some(DatabaseEndpoints {
+                cluster_identifier: Some("shop-shop".into()),
+                writer: Some("shop-shop.cluster-abc.us-east-1.rds.amazonaws.com".into()),
+                reader: Some("shop-shop.cluster-ro-abc.us-east-1.rds.amazonaws.com".into()),
+                port: Some(5432),
+                secret_arn: Some(
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1".into(),
+                ),
+            }),
+            cache: Some(CacheEndpoints {
+                replication_group_id: Some("shop-shop".into()),
+                primary: Some("master.shop-shop.abc.use1.cache.amazonaws.com".into()),
+                reader: Some("replica.shop-shop.abc.use1.cache.amazonaws.com".into()),
+                port: Some(6379),
+            }),
+        }
+    }
+
+    fn decoded(secret: &Secret) -> BTreeMap<String, String> {
+        secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).expect("utf-8")))
+            .collect()
+    }
+
+    /// The app finds every endpoint under a fixed variable name, and TLS is on for Redis.
+    #[test]
+    fn secret_holds_every_endpoint() {
+        let app = validated(DATA_APP);
+        let secret = connection_secret(&app, &connection()).expect("secret");
+        assert_eq!(secret.metadata.name.as_deref(), Some("shop-connection"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("shop"));
+        let owner = &secret.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("HighlyAvailableApp", "uid-1")
+        );
+        let expected: BTreeMap<String, String> = [
+            (
+                "DATABASE_HOST",
+                "shop-shop.cluster-abc.us-east-1.rds.amazonaws.com",
+            ),
+            ("DATABASE_NAME", "shop"),
+            ("DATABASE_PORT", "5432"),
+            (
+                "DATABASE_READER_HOST",
+                "shop-shop.cluster-ro-abc.us-east-1.rds.amazonaws.com",
+            ),
+            (
+                "DATABASE_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1",
+            ),
+            (
+                "REDIS_HOST",
+                "master.shop-shop.abc.use1.cache.amazonaws.com",
+            ),
+            ("REDIS_PORT", "6379"),
+            (
+                "REDIS_READER_HOST",
+                "replica.shop-shop.abc.use1.cache.amazonaws.com",
+            ),
+            ("REDIS_TLS", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(decoded(&secret), expected);
+    }
+
+    /// Before AWS reports endpoints only what the spec knows is there.
+    #[test]
+    fn unknown_endpoints_are_left_out() {
+        let app = validated(DATA_APP);
+        let secret = connection_secret(&app, &Connection::default()).expect("secret");
+        let keys: Vec<String> = decoded(&secret).into_keys().collect();
+        assert_eq!(keys, vec!["DATABASE_NAME", "REDIS_TLS"]);
+    }
+
+    /// No database and no cache: no Secret (and a stale one is pruned).
+    #[test]
+    fn no_data_layer_no_secret() {
+        assert_eq!(connection_secret(&validated(SMALL), &connection()), None);
+    }
+
+    /// A new endpoint changes the checksum, which rolls the pods; the same data does not.
+    #[test]
+    fn checksum_follows_the_data() {
+        let app = validated(DATA_APP);
+        let a = connection_data(&app, &connection());
+        let mut moved = connection();
+        if let Some(db) = moved.database.as_mut() {
+            db.writer = Some("elsewhere.example".into());
+        }
+        let b = connection_data(&app, &moved);
+        assert_eq!(checksum(&a), checksum(&a.clone()));
+        assert_ne!(checksum(&a), checksum(&b));
+        assert_eq!(checksum(&a).len(), 16);
+    }
+}

@@ -1,0 +1,150 @@
+//! The AWS-backed parts of the status, pure: `DatabaseReady` and `CacheReady` with AWS's own
+//! status word in the message, and the endpoints they report. A failed or throttled look at
+//! AWS keeps the endpoints last seen, so the connection Secret never loses them to an outage.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::conditions::Computed;
+use crate::aws::Readiness;
+use crate::crd_data::{CacheEndpoints, DatabaseEndpoints};
+
+pub const DATABASE_READY: &str = "DatabaseReady";
+pub const CACHE_READY: &str = "CacheReady";
+
+/// Reason while nothing is known yet.
+pub const PENDING: &str = "Pending";
+/// Reason when AWS throttled halo before it ever saw the resource.
+pub const THROTTLED: &str = "AWSThrottled";
+
+/// What this reconcile learned about one AWS resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwsView<E> {
+    /// Described: its readiness and endpoints.
+    Seen { readiness: Readiness, endpoints: E },
+    /// Not described this time (an AWS error, a blocked or running cleanup): this reason and
+    /// message, the endpoints last seen.
+    Unseen {
+        reason: &'static str,
+        message: String,
+    },
+    /// AWS asked halo to slow down. Nothing is known to be wrong: the previous condition stands.
+    Throttled,
+}
+
+/// The AWS views of one reconcile; `None` where the app has no such section or it was not looked at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsObserved {
+    pub database: Option<AwsView<DatabaseEndpoints>>,
+    pub cache: Option<AwsView<CacheEndpoints>>,
+}
+
+impl AwsObserved {
+    /// Whether any resource is still being worked on by AWS (poll often).
+    pub fn busy(&self) -> bool {
+        fn busy<E>(v: &Option<AwsView<E>>) -> bool {
+            matches!(v, Some(AwsView::Seen { readiness, .. }) if readiness.busy)
+        }
+        busy(&self.database) || busy(&self.cache)
+    }
+}
+
+/// The condition of type `type_` for a view.
+pub fn condition<E>(type_: &'static str, view: Option<&AwsView<E>>, old: &[Condition]) -> Computed {
+    match view {
+        Some(AwsView::Seen { readiness, .. }) => Computed::new(
+            type_,
+            readiness.ready,
+            readiness.reason,
+            readiness.message.clone(),
+        ),
+        Some(AwsView::Unseen { reason, message }) => {
+            Computed::new(type_, false, *reason, message.clone())
+        }
+        Some(AwsView::Throttled) => match old.iter().find(|c| c.type_ == type_) {
+            Some(c) => Computed::new(
+                type_,
+                c.status == "True",
+                c.reason.clone(),
+                c.message.clone(),
+            ),
+            None => Computed::new(
+                type_,
+                false,
+                THROTTLED,
+                "AWS is throttling halo's requests; retrying with backoff",
+            ),
+        },
+        None => Computed::new(type_, false, PENDING, "waiting for the first look at AWS"),
+    }
+}
+
+/// Endpoints from a view, or those last seen when the view has none.
+pub fn endpoints<E: Clone>(view: Option<&AwsView<E>>, old: Option<&E>) -> Option<E> {
+    match view {
+        Some(AwsView::Seen { endpoints, .. }) => Some(endpoints.clone()),
+        _ => old.cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn old_ready() -> Vec<Condition> {
+        vec![Condition {
+            type_: DATABASE_READY.into(),
+            status: "True".into(),
+            reason: "Available".into(),
+            message: "Aurora cluster shop-web is available".into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::from_second(1).expect("ts")),
+        }]
+    }
+
+    /// Throttling keeps the previous condition: the app is not marked failed.
+    #[test]
+    fn throttling_keeps_the_previous_condition() {
+        let c =
+            condition::<DatabaseEndpoints>(DATABASE_READY, Some(&AwsView::Throttled), &old_ready());
+        assert_eq!(
+            c,
+            Computed::new(
+                DATABASE_READY,
+                true,
+                "Available",
+                "Aurora cluster shop-web is available"
+            )
+        );
+        let first = condition::<DatabaseEndpoints>(DATABASE_READY, Some(&AwsView::Throttled), &[]);
+        assert_eq!(
+            (first.status, first.reason.as_str()),
+            (false, "AWSThrottled")
+        );
+    }
+
+    /// An AWS error is the condition's reason and message; the endpoints last seen stay.
+    #[test]
+    fn errors_keep_the_last_endpoints() {
+        let view: AwsView<DatabaseEndpoints> = AwsView::Unseen {
+            reason: "AWSAPIError",
+            message: "AWS rds:DescribeDBClusters failed: AccessDenied: not allowed".into(),
+        };
+        let c = condition(DATABASE_READY, Some(&view), &old_ready());
+        assert_eq!(
+            (c.status, c.reason.as_str(), c.message.as_str()),
+            (
+                false,
+                "AWSAPIError",
+                "AWS rds:DescribeDBClusters failed: AccessDenied: not allowed"
+            )
+        );
+        let old = DatabaseEndpoints {
+            writer: Some("w.example".into()),
+            ..DatabaseEndpoints::default()
+        };
+        assert_eq!(endpoints(Some(&view), Some(&old)), Some(old.clone()));
+        assert_eq!(endpoints::<DatabaseEndpoints>(None, None), None);
+    }
+}
