@@ -150,7 +150,8 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
             let prepared = if aws_steps::needs_finalizer(&validated) {
                 match aws_steps::add_finalizer(&ctx.client, app).await {
                     Ok(()) => {
-                        aws_step = aws_steps::ensure_all(&ctx.aws, &validated).await;
+                        // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
+                        aws_step = Box::pin(aws_steps::ensure_all(&ctx.aws, &validated)).await;
                         Ok(())
                     }
                     Err(e) => Err(e),
@@ -255,7 +256,7 @@ async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
         }
     };
     let step = if aws_steps::needs_finalizer(&validated) {
-        aws_steps::cleanup_all(&ctx.aws, &validated).await
+        Box::pin(aws_steps::cleanup_all(&ctx.aws, &validated)).await
     } else {
         aws_steps::AwsStep {
             done: true,

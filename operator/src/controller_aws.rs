@@ -126,13 +126,13 @@ pub async fn ensure_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
     let (db_result, cache_result) = futures::join!(
         async {
             match &db {
-                Some(d) => Some(aurora::ensure(aws, d).await),
+                Some(d) => Some(Box::pin(aurora::ensure(aws, d)).await),
                 None => None,
             }
         },
         async {
             match &cache {
-                Some(d) => Some(elasticache::ensure(aws, d).await),
+                Some(d) => Some(Box::pin(elasticache::ensure(aws, d)).await),
                 None => None,
             }
         }
@@ -180,13 +180,13 @@ pub async fn cleanup_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
     let (db_result, cache_result) = futures::join!(
         async {
             match &db {
-                Some(d) => Some(aurora::cleanup(aws, d).await),
+                Some(d) => Some(Box::pin(aurora::cleanup(aws, d)).await),
                 None => None,
             }
         },
         async {
             match &cache {
-                Some(d) => Some(elasticache::cleanup(aws, d).await),
+                Some(d) => Some(Box::pin(elasticache::cleanup(aws, d)).await),
                 None => None,
             }
         }

@@ -354,13 +354,17 @@ fn strip_kind(message: &str, id: &str) -> String {
         .to_string()
 }
 
-/// The endpoints the app connects to.
+/// The endpoints the app connects to. Without a reader endpoint reads go to the primary,
+/// which is always correct.
 pub fn endpoints(report: &CacheReport) -> crate::crd_data::CacheEndpoints {
     let g = &report.group;
     crate::crd_data::CacheEndpoints {
         replication_group_id: Some(g.id.clone()),
         primary: g.primary_endpoint.clone(),
-        reader: g.reader_endpoint.clone(),
+        reader: g
+            .reader_endpoint
+            .clone()
+            .or_else(|| g.primary_endpoint.clone()),
         port: g.port,
     }
 }
@@ -860,6 +864,30 @@ spec:
                 "ElastiCache replication group shop-shop-web is creating",
                 true
             )
+        );
+    }
+
+    /// Reads go to the reader endpoint, or to the primary when AWS reports none.
+    #[test]
+    fn reader_falls_back_to_the_primary() {
+        let mut report = CacheReport {
+            group: ObservedGroup {
+                primary_endpoint: Some("master.example".into()),
+                reader_endpoint: Some("replica.example".into()),
+                port: Some(6379),
+                ..group(2, "enabled")
+            },
+            ..CacheReport::default()
+        };
+        assert_eq!(
+            endpoints(&report).reader.as_deref(),
+            Some("replica.example")
+        );
+        report.group.reader_endpoint = None;
+        let e = endpoints(&report);
+        assert_eq!(
+            (e.primary.as_deref(), e.reader.as_deref(), e.port),
+            (Some("master.example"), Some("master.example"), Some(6379))
         );
     }
 
