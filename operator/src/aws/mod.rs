@@ -9,6 +9,7 @@
 
 pub mod aurora;
 pub mod elasticache;
+pub mod ratelimit;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
