@@ -22,6 +22,7 @@ pub mod aws;
 pub mod controller;
 pub mod crd;
 pub mod crd_data;
+pub mod crd_dns;
 pub mod meta;
 pub mod render;
 pub mod status;
