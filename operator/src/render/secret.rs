@@ -196,6 +196,38 @@ spec:
         assert_eq!(connection_secret(&validated(SMALL), &connection()), None);
     }
 
+    /// The data-layer sample renders its Secret first and loads it into the pods.
+    #[test]
+    fn data_sample_loads_its_secret() {
+        let app = validated(include_str!("../../../config/samples/data.yaml"));
+        let children = crate::render::render(&app);
+        let values = children.to_values().expect("serializes");
+        let kinds: Vec<&str> = values.iter().filter_map(|v| v["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            vec!["Secret", "Deployment", "Service", "PodDisruptionBudget"]
+        );
+        assert_eq!(values[0]["metadata"]["name"], "orders-connection");
+        let secret = children.secret.expect("secret");
+        assert_eq!(
+            decoded(&secret).into_iter().collect::<Vec<_>>(),
+            vec![
+                ("DATABASE_NAME".to_string(), "orders".to_string()),
+                ("REDIS_TLS".to_string(), "true".to_string())
+            ]
+        );
+        let pod = children
+            .deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod spec");
+        let env_from = pod.containers[0].env_from.clone().expect("envFrom");
+        assert_eq!(
+            env_from[0].secret_ref.as_ref().map(|r| r.name.as_str()),
+            Some("orders-connection")
+        );
+    }
+
     /// A new endpoint changes the checksum, which rolls the pods; the same data does not.
     #[test]
     fn checksum_follows_the_data() {
