@@ -80,6 +80,18 @@ use serde::{Deserialize, Serialize};
         .message("autoscaling on CPU utilization needs resources.requests.cpu")
         .field_path(".resources")
         .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.dns) || has(self.ingress)")
+        .message("dns needs ingress: the record points at the app's ALB")
+        .field_path(".dns")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.dns) || !has(self.ingress) || self.ingress.host.startsWith('*.') || self.dns.recordName == self.ingress.host")
+        .message("dns.recordName must equal ingress.host: the ALB routes requests by host name, so any other name gets a 404")
+        .field_path(".dns.recordName")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.dns) || !has(self.ingress) || !self.dns.healthCheck.enabled || self.ingress.scheme != 'internal'")
+        .message("Route 53 health checkers cannot reach an internal ALB: use an internet-facing one, or set dns.healthCheck.enabled to false with a disabledReason")
+        .field_path(".dns.healthCheck.enabled")
+        .reason(Reason::FieldValueInvalid),
     validation = Rule::new("!has(oldSelf.database) || has(self.database)")
         .message("database cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the cluster")
         .field_path(".database")
@@ -153,6 +165,11 @@ pub struct HighlyAvailableAppSpec {
     /// No Ingress is created when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+
+    /// A Route 53 record (with a health check) pointing at the ALB; failover, weighted or
+    /// latency routing across regions. Needs `ingress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::crd_dns::DnsSpec>,
 
     /// An Aurora cluster (writer plus readers in other zones); its endpoints reach the app
     /// through the `<name>-connection` Secret. Cannot be removed once set.
