@@ -210,31 +210,39 @@ fn env_file_bin() -> Option<PathBuf> {
         .map(|v| PathBuf::from(v.trim_matches('\'')))
 }
 
-/// The operator process that e2e/up (or a previous test) started and recorded in `pids/halo.pid`.
+/// Operator processes: the suite's own (`halo`, recorded in `pids/halo.pid` like e2e/up's)
+/// and extra named instances (`pids/<name>.pid`), all stopped by e2e/down.
 pub mod operator {
     use super::*;
 
-    fn pid_file() -> PathBuf {
-        state_dir().join("pids/halo.pid")
+    /// Name of the operator instance e2e/up starts and most tests use.
+    pub const MAIN: &str = "halo";
+
+    fn pid_file(name: &str) -> PathBuf {
+        state_dir().join(format!("pids/{name}.pid"))
     }
 
-    pub fn pid() -> Option<i32> {
-        std::fs::read_to_string(pid_file())
+    pub fn pid_of(name: &str) -> Option<i32> {
+        std::fs::read_to_string(pid_file(name))
             .ok()?
             .trim()
             .parse()
             .ok()
     }
 
-    pub fn alive(pid: i32) -> bool {
-        Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| !s.contains(") Z "))
+    pub fn pid() -> Option<i32> {
+        pid_of(MAIN)
     }
 
-    /// Sends `signal` to the recorded operator and waits until it is gone.
-    pub async fn kill(signal: &str) -> anyhow::Result<()> {
-        let Some(pid) = pid() else { return Ok(()) };
+    pub fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// Sends `signal` to instance `name` and waits until it is gone.
+    pub async fn kill_named(name: &str, signal: &str) -> anyhow::Result<()> {
+        let Some(pid) = pid_of(name) else {
+            return Ok(());
+        };
         if alive(pid) {
             let status = tokio::process::Command::new("kill")
                 .args([format!("-{signal}"), pid.to_string()])
@@ -250,37 +258,88 @@ pub mod operator {
         .await
     }
 
-    /// Starts `target/debug/halo run` with the suite's settings, recording its pid where e2e/down finds it.
-    pub async fn start() -> anyhow::Result<i32> {
-        let bin = repo_root().join("target/debug/halo");
+    pub async fn kill(signal: &str) -> anyhow::Result<()> {
+        kill_named(MAIN, signal).await
+    }
+
+    /// Starts `target/debug/halo run` as instance `name` with the suite's settings plus `env`,
+    /// recording its pid where e2e/down finds it. Its log is `logs/<name>.log`.
+    pub async fn start_named(name: &str, env: &[(&str, String)]) -> anyhow::Result<i32> {
+        let bin = std::env::var_os("HALO_E2E_OPERATOR_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/debug/halo"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(state_dir().join("logs/halo.log"))?;
-        let child = std::process::Command::new("setsid")
+            .open(state_dir().join(format!("logs/{name}.log")))?;
+        let mut command = std::process::Command::new("setsid");
+        command
             .arg(&bin)
             .arg("run")
-            .env("KUBECONFIG", state_dir().join("kubeconfig"))
+            .env("KUBECONFIG", operator_kubeconfig())
             .env("HALO_RESYNC_SECONDS", RESYNC_SECONDS.to_string())
             .env("HALO_LOG_FORMAT", "text")
+            .env("POD_NAME", name)
+            .env("HALO_LEASE_NAMESPACE", "default")
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
+            .stderr(log);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = i32::try_from(child.id())?;
-        std::fs::write(pid_file(), format!("{pid}\n"))?;
+        std::fs::write(pid_file(name), format!("{pid}\n"))?;
         std::fs::write(
-            state_dir().join("pids/halo.exe"),
+            state_dir().join(format!("pids/{name}.exe")),
             format!("{}\n", bin.display()),
         )?;
         Ok(pid)
+    }
+
+    pub async fn start() -> anyhow::Result<i32> {
+        start_named(MAIN, &[]).await
     }
 
     /// Replaces whatever operator runs with one started by the suite.
     pub async fn restart() -> anyhow::Result<i32> {
         kill("TERM").await?;
         start().await
+    }
+
+    /// The kubeconfig the operator runs with: the chart's ServiceAccount (by impersonation)
+    /// when e2e/up prepared one, else the admin's.
+    pub fn operator_kubeconfig() -> PathBuf {
+        let sa = state_dir().join("halo-operator.kubeconfig");
+        if sa.exists() {
+            sa
+        } else {
+            state_dir().join("kubeconfig")
+        }
+    }
+
+    /// The text of instance `name`'s /metrics endpoint at `addr`.
+    pub async fn scrape(addr: &str) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok(out
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default())
+    }
+
+    /// The value of one sample line (`name{labels}`) in a metrics text.
+    pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 }
 

@@ -120,11 +120,16 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    let started = std::time::Instant::now();
     let outcome = if deleting {
         finalize(&app, &ctx).await
     } else {
         reconcile_app(&app, &ctx).await.map(Action::requeue)
     };
+    crate::metrics::global().reconciled(
+        outcome.as_ref().err().map(Error::metric_label),
+        started.elapsed().as_secs_f64(),
+    );
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     match outcome {
         Ok(action) => {
@@ -686,8 +691,33 @@ where
     (reader, stream)
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+/// The controller's cache of apps, for the apps-by-Ready gauge at scrape time.
+pub static APP_STORE: std::sync::OnceLock<Store<HighlyAvailableApp>> = std::sync::OnceLock::new();
+
+/// Counts apps by their Ready condition for `/metrics`.
+pub fn count_apps_by_ready() -> Vec<(&'static str, i64)> {
+    let mut counts = [("True", 0), ("False", 0), ("Unknown", 0)];
+    for app in APP_STORE.get().map(Store::state).unwrap_or_default() {
+        let ready = app
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+        let slot = match ready.map(|c| c.status.as_str()) {
+            Some("True") => 0,
+            Some("False") => 1,
+            _ => 2,
+        };
+        counts[slot].1 += 1;
+    }
+    counts.to_vec()
+}
+
+/// Runs the controller until SIGTERM/SIGINT; `health` turns ready once every cache has synced.
+pub async fn run(
+    client: Client,
+    config: Config,
+    health: Arc<crate::http::Health>,
+) -> anyhow::Result<()> {
     let (deployments, deploy_stream) = managed_cache::<Deployment>(&client);
     let (services, svc_stream) = managed_cache::<Service>(&client);
     let (pdbs, pdb_stream) = managed_cache::<PodDisruptionBudget>(&client);
@@ -737,7 +767,32 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .map(|(app, ns)| ObjectRef::new(&app).within(&ns))
     };
     info!("starting halo controller");
-    Controller::new(apps, watcher::Config::default().any_semantic())
+    let controller = Controller::new(apps, watcher::Config::default().any_semantic());
+    let app_store = controller.store();
+    let _ = APP_STORE.set(app_store.clone());
+    let synced = caches.clone();
+    tokio::spawn(async move {
+        let all = futures::future::join_all([
+            Box::pin(app_store.wait_until_ready())
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
+            Box::pin(synced.deployments.wait_until_ready()),
+            Box::pin(synced.services.wait_until_ready()),
+            Box::pin(synced.pdbs.wait_until_ready()),
+            Box::pin(synced.hpas.wait_until_ready()),
+            Box::pin(synced.ingresses.wait_until_ready()),
+            Box::pin(synced.pods.wait_until_ready()),
+            Box::pin(synced.nodes.wait_until_ready()),
+            Box::pin(synced.secrets.wait_until_ready()),
+        ])
+        .await;
+        if all.iter().all(Result::is_ok) {
+            info!("caches synced");
+            health
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    controller
         .with_config(controller_config)
         .owns_stream(deploy_stream)
         .owns_stream(svc_stream)

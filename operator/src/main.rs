@@ -7,7 +7,12 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use halo::crd::HighlyAvailableApp;
+use halo::http::Health;
+use halo::leader::{Ended, LeaseConfig, run_as_leader};
 use halo::render::render;
 use halo::validate::{owner_of, validate};
 
@@ -38,6 +43,21 @@ enum Command {
         /// Log format.
         #[arg(long, env = "HALO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
+        /// Address of /healthz, /readyz and /metrics (0.0.0.0:8080 in a cluster).
+        #[arg(long, env = "HALO_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+        metrics_addr: std::net::SocketAddr,
+        /// Run only while holding the leader Lease, so several replicas can run.
+        #[arg(long, env = "HALO_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_elect: bool,
+        /// Namespace of the leader Lease (default: POD_NAMESPACE, else "default").
+        #[arg(long, env = "HALO_LEASE_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// Name of the leader Lease.
+        #[arg(long, env = "HALO_LEASE_NAME", default_value = "halo-leader")]
+        lease_name: String,
+        /// Seconds a leader's lease lasts without renewal: how fast a replica takes over from a dead leader.
+        #[arg(long, env = "HALO_LEASE_DURATION_SECONDS", default_value_t = 15)]
+        lease_duration_seconds: u64,
         #[command(flatten)]
         aws: AwsArgs,
     },
@@ -142,17 +162,22 @@ async fn main() -> anyhow::Result<()> {
             resync_seconds,
             concurrency,
             log_format,
+            metrics_addr,
+            leader_elect,
+            lease_namespace,
+            lease_name,
+            lease_duration_seconds,
             aws,
         } => {
             init_logging(log_format);
+            let identity = identity();
             let mut kube_config = kube::Config::infer()
                 .await
                 .context("loading the kubeconfig or in-cluster config")?;
-            // A distinct user agent lets audit logs and apiserver metrics single out halo's requests.
-            kube_config.headers.push((
-                http::header::USER_AGENT,
-                http::HeaderValue::from_static(USER_AGENT),
-            ));
+            // A distinct user agent lets audit logs and apiserver metrics single out halo's requests, per replica.
+            let agent = http::HeaderValue::from_str(&format!("{USER_AGENT} ({identity})"))
+                .unwrap_or(http::HeaderValue::from_static(USER_AGENT));
+            kube_config.headers.push((http::header::USER_AGENT, agent));
             let client = kube::Client::try_from(kube_config)
                 .context("connecting to the Kubernetes API server")?;
             let config = halo::controller::Config {
@@ -160,8 +185,71 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 aws: aws.config(),
             };
-            halo::controller::run(client, config).await
+
+            let health = Arc::new(Health::default());
+            let listener = halo::http::bind(metrics_addr)
+                .await
+                .with_context(|| format!("listening on {metrics_addr}"))?;
+            tokio::spawn(halo::http::serve(listener, health.clone(), || {
+                let metrics = halo::metrics::global();
+                metrics.set_apps(&halo::controller::count_apps_by_ready());
+                metrics.encode()
+            }));
+
+            if !leader_elect {
+                halo::metrics::global().leader.set(1);
+                return halo::controller::run(client, config, health).await;
+            }
+            let lease = LeaseConfig {
+                namespace: lease_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into()),
+                name: lease_name,
+                identity,
+                duration: Duration::from_secs(lease_duration_seconds),
+                grace: Duration::from_secs(2),
+            };
+            // A follower is ready: it is healthy and can take over.
+            health.ready.store(true, Ordering::Relaxed);
+            let on_leading = |leading: bool| {
+                halo::metrics::global().leader.set(i64::from(leading));
+            };
+            let lead_health = health.clone();
+            let ended = run_as_leader(client.clone(), lease, terminated(), on_leading, move || {
+                // Not ready again until the leader's caches have synced.
+                lead_health.ready.store(false, Ordering::Relaxed);
+                halo::controller::run(client, config, lead_health)
+            })
+            .await?;
+            if ended == Ended::LostLease {
+                bail!("lost the leader lease; exiting so that this replica restarts as a follower");
+            }
+            Ok(())
         }
+    }
+}
+
+/// Unique per replica: the pod name in a cluster, else host name and pid.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 
