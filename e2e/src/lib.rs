@@ -353,6 +353,7 @@ pub mod audit {
         pub verb: String,
         #[serde(default)]
         pub user_agent: String,
+        #[serde(rename = "requestURI")]
         pub request_uri: String,
         #[serde(default)]
         pub stage: String,
