@@ -267,7 +267,12 @@ pub mod operator {
     pub async fn start_named(name: &str, env: &[(&str, String)]) -> anyhow::Result<i32> {
         let bin = std::env::var_os("HALO_E2E_OPERATOR_BIN")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target/debug/halo"));
+            .unwrap_or_else(|| {
+                let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+                target
+                    .unwrap_or_else(|| repo_root().join("target"))
+                    .join("debug/halo")
+            });
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -280,7 +285,8 @@ pub mod operator {
             .env("HALO_RESYNC_SECONDS", RESYNC_SECONDS.to_string())
             .env("HALO_LOG_FORMAT", "text")
             .env("POD_NAME", name)
-            .env("HALO_LEASE_NAMESPACE", "default")
+            .env("HALO_LEASE_NAMESPACE", lease_namespace())
+            .env("HALO_AWS_POLL_BUSY_SECONDS", "5")
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -309,14 +315,23 @@ pub mod operator {
         start().await
     }
 
-    /// The kubeconfig the operator runs with: the chart's ServiceAccount (by impersonation)
-    /// when e2e/up prepared one, else the admin's.
+    /// The kubeconfig the operator runs with: a token of the chart's ServiceAccount when
+    /// e2e/up prepared one (e2e/chart-rbac), else the admin's.
     pub fn operator_kubeconfig() -> PathBuf {
-        let sa = state_dir().join("halo-operator.kubeconfig");
+        let sa = state_dir().join("halo-sa.kubeconfig");
         if sa.exists() {
             sa
         } else {
             state_dir().join("kubeconfig")
+        }
+    }
+
+    /// Where the leader Lease lives: the chart grants it only in its own namespace.
+    pub fn lease_namespace() -> String {
+        if state_dir().join("halo-sa.kubeconfig").exists() {
+            std::env::var("HALO_RBAC_NAMESPACE").unwrap_or_else(|_| "halo-e2e".into())
+        } else {
+            "default".into()
         }
     }
 

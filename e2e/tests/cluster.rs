@@ -269,7 +269,7 @@ async fn s2_scale_rollout_and_prune() -> anyhow::Result<()> {
     apps.patch(
         "web",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 3, "maxReplicas": 9}}})),
+        &Patch::Merge(json!({"spec": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 3, "maxReplicas": 9}, "ingress": {"host": "web.example.com"}}})),
     )
     .await?;
     wait_for("the HPA to exist", CONVERGE, || {
@@ -280,12 +280,17 @@ async fn s2_scale_rollout_and_prune() -> anyhow::Result<()> {
     apps.patch(
         "web",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"autoscaling": null}})),
+        &Patch::Merge(json!({"spec": {"autoscaling": null, "ingress": null}})),
     )
     .await?;
-    wait_for("the HPA to be pruned", CONVERGE, || {
-        let hpas = hpas.clone();
-        async move { Ok(hpas.get_opt("web").await?.is_none().then_some(())) }
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("the HPA and the Ingress to be pruned", CONVERGE, || {
+        let (hpas, ingresses) = (hpas.clone(), ingresses.clone());
+        async move {
+            let gone =
+                hpas.get_opt("web").await?.is_none() && ingresses.get_opt("web").await?.is_none();
+            Ok(gone.then_some(()))
+        }
     })
     .await?;
     ns.cleanup().await
