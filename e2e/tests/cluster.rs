@@ -675,10 +675,10 @@ async fn s8_leader_election_hands_over() -> anyhow::Result<()> {
         let leader = wait_for("one of two operators to lead", Duration::from_secs(60), || async {
             let mut leading = vec![];
             for (name, addr) in instances {
-                if let Ok(m) = operator::scrape(addr).await {
-                    if operator::sample(&m, "halo_leader") == Some(1.0) {
-                        leading.push((name, addr));
-                    }
+                if let Ok(m) = operator::scrape(addr).await
+                    && operator::sample(&m, "halo_leader") == Some(1.0)
+                {
+                    leading.push((name, addr));
                 }
             }
             Ok((leading.len() == 1).then(|| leading[0]))
