@@ -86,10 +86,21 @@ impl TestNamespace {
         })
     }
 
+    /// Deletes the namespace and waits until it is gone, so its teardown (which makes halo
+    /// act on the app being deleted) never overlaps the next test.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         api.delete(&self.name, &DeleteParams::default()).await?;
-        Ok(())
+        let name = self.name.clone();
+        wait_for(
+            &format!("namespace {name} to be deleted"),
+            Duration::from_secs(180),
+            || {
+                let (api, name) = (api.clone(), name.clone());
+                async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
+            },
+        )
+        .await
     }
 }
 
