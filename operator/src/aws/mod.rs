@@ -10,6 +10,7 @@
 pub mod aurora;
 pub mod elasticache;
 pub mod ratelimit;
+pub mod route53;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
