@@ -691,13 +691,35 @@ where
     (reader, stream)
 }
 
-/// The controller's cache of apps, for the apps-by-Ready gauge at scrape time.
-pub static APP_STORE: std::sync::OnceLock<Store<HighlyAvailableApp>> = std::sync::OnceLock::new();
+/// The controller's cache of apps, for the apps-by-Ready gauge at scrape time. Set while this
+/// replica leads; a follower has none (it reports no apps rather than a stale count).
+pub static APP_STORE: std::sync::RwLock<Option<Store<HighlyAvailableApp>>> =
+    std::sync::RwLock::new(None);
+
+/// Background work of one [`run`]: aborted, and the app store unpublished, when `run` ends or
+/// is dropped (a lost lease), so a replica that leads again starts from nothing.
+struct RunGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+        if let Ok(mut store) = APP_STORE.write() {
+            *store = None;
+        }
+    }
+}
 
 /// Counts apps by their Ready condition for `/metrics`.
 pub fn count_apps_by_ready() -> Vec<(&'static str, i64)> {
     let mut counts = [("True", 0), ("False", 0), ("Unknown", 0)];
-    for app in APP_STORE.get().map(Store::state).unwrap_or_default() {
+    let apps = APP_STORE
+        .read()
+        .ok()
+        .and_then(|store| store.as_ref().map(Store::state))
+        .unwrap_or_default();
+    for app in apps {
         let ready = app
             .status
             .as_ref()
@@ -742,7 +764,7 @@ pub async fn run(
         .reflect(node_writer)
         .touched_objects()
         .for_each(|_| futures::future::ready(()));
-    tokio::spawn(node_stream);
+    let mut guard = RunGuard(vec![tokio::spawn(node_stream)]);
 
     let caches = Caches {
         deployments,
@@ -769,9 +791,11 @@ pub async fn run(
     info!("starting halo controller");
     let controller = Controller::new(apps, watcher::Config::default().any_semantic());
     let app_store = controller.store();
-    let _ = APP_STORE.set(app_store.clone());
+    if let Ok(mut store) = APP_STORE.write() {
+        *store = Some(app_store.clone());
+    }
     let synced = caches.clone();
-    tokio::spawn(async move {
+    guard.0.push(tokio::spawn(async move {
         let all = futures::future::join_all([
             Box::pin(app_store.wait_until_ready())
                 as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
@@ -791,7 +815,7 @@ pub async fn run(
                 .ready
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-    });
+    }));
     controller
         .with_config(controller_config)
         .owns_stream(deploy_stream)
@@ -809,6 +833,7 @@ pub async fn run(
             }
         })
         .await;
+    drop(guard);
     info!("halo controller stopped");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io` Lease: several replicas run, one reconciles.
-//! A leader that loses its lease stops at once (its controller future is dropped, in-flight
-//! requests included) and the process exits so it restarts as a follower.
+//! A leader that learns it lost its lease stops at once (its controller future is dropped,
+//! in-flight requests included); the caller then campaigns again as a follower.
 
 use std::future::Future;
 use std::time::Duration;

@@ -15,6 +15,7 @@ use halo::http::Health;
 use halo::leader::{Ended, LeaseConfig, run_as_leader};
 use halo::render::render;
 use halo::validate::{owner_of, validate};
+use tracing::warn;
 
 /// User agent of every request halo makes to the API server.
 const USER_AGENT: &str = concat!("halo/", env!("CARGO_PKG_VERSION"));
@@ -214,15 +215,44 @@ async fn main() -> anyhow::Result<()> {
             let on_leading = |leading: bool| {
                 halo::metrics::global().leader.set(i64::from(leading));
             };
-            let lead_health = health.clone();
-            let ended = run_as_leader(client.clone(), lease, terminated(), on_leading, move || {
-                // Not ready again until the leader's caches have synced.
-                lead_health.ready.store(false, Ordering::Relaxed);
-                halo::controller::run(client, config, lead_health)
-            })
-            .await?;
-            if ended == Ended::LostLease {
-                bail!("lost the leader lease; exiting so that this replica restarts as a follower");
+            // One SIGTERM/SIGINT ends every round of the campaign below.
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                terminated().await;
+                let _ = stop.send(true);
+            });
+            loop {
+                let mut round = stopped.clone();
+                let shutdown = async move {
+                    let _ = round.wait_for(|stop| *stop).await;
+                };
+                let (client, config, lead_health) =
+                    (client.clone(), config.clone(), health.clone());
+                let ended = run_as_leader(
+                    client.clone(),
+                    lease.clone(),
+                    shutdown,
+                    on_leading,
+                    move || {
+                        // Not ready again until the leader's caches have synced.
+                        lead_health.ready.store(false, Ordering::Relaxed);
+                        halo::controller::run(client, config, lead_health)
+                    },
+                )
+                .await?;
+                match ended {
+                    Ended::Finished => break,
+                    // The controller, its caches and in-flight requests are gone already; this
+                    // replica stays up as a follower (ready, able to take over) and campaigns again,
+                    // rather than exiting into a restart back-off.
+                    Ended::LostLease => {
+                        warn!("lost the leader lease: campaigning again as a follower");
+                        health.ready.store(true, Ordering::Relaxed);
+                        if *stopped.borrow() {
+                            break;
+                        }
+                    }
+                }
             }
             Ok(())
         }
