@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::apply::{Outcome, apply_one, prune_one};
 use crate::aws::{Aws, AwsConfig};
 use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
-use crate::meta::{APP_LABEL, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, ZONE_LABEL};
+use crate::meta::{APP_LABEL, FIELD_MANAGER, ZONE_LABEL};
 use crate::render::secret::connection_secret_name;
 use crate::render::{Children, render_with};
 use crate::status::rebalance::{pick_eviction, schedulable_zones, settled_pods};
@@ -51,6 +51,8 @@ pub struct Config {
     pub concurrency: u16,
     /// Region, default networking and poll intervals of the AWS resources.
     pub aws: AwsConfig,
+    /// The only namespaces where halo may manage connection Secrets; empty: all.
+    pub secret_namespaces: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             concurrency: 16,
             aws: AwsConfig::default(),
+            secret_namespaces: Vec::new(),
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     /// Connection Secrets halo manages.
-    pub secrets: Store<Secret>,
+    pub secrets: SecretCache,
 }
 
 /// Shared state of all reconciles.
@@ -149,7 +152,11 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
     let ns = owner.namespace.clone();
     let old = app.status.as_ref();
     let mut aws_step = aws_steps::AwsStep::default();
-    let result = match validate(app, owner.clone()) {
+    let checked = validate(app, owner.clone()).and_then(|v| {
+        let needs_secret = aws_steps::needs_finalizer(&v);
+        ctx.caches.secrets.check(v, needs_secret)
+    });
+    let result = match checked {
         Ok(validated) => {
             // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
             let prepared = if aws_steps::needs_finalizer(&validated) {
@@ -437,7 +444,7 @@ async fn sync<K>(
     uid: &str,
     name: &str,
     desired: Option<&K>,
-    store: &Store<K>,
+    store: &impl Lookup<K>,
 ) -> Result<Outcome>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -447,7 +454,7 @@ where
         + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let observed = store.get(&ObjectRef::new(name).within(ns));
+    let observed = store.lookup(&ObjectRef::new(name).within(ns));
     match desired {
         Some(desired) => apply_one(&api, desired, observed.as_deref(), uid).await,
         None => prune_one(&api, observed.as_deref(), uid).await,
@@ -681,14 +688,7 @@ fn managed_cache<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let cfg = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    let stream = watcher(Api::<K>::all(client.clone()), cfg)
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
-    (reader, stream)
+    secrets::managed_cache_of(Api::all(client.clone()))
 }
 
 /// The controller's cache of apps, for the apps-by-Ready gauge at scrape time. Set while this
@@ -746,7 +746,7 @@ pub async fn run(
     let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(&client);
     let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
     let (pods, pod_stream) = managed_cache::<Pod>(&client);
-    let (secrets, secret_stream) = managed_cache::<Secret>(&client);
+    let (secrets, secret_stream) = SecretCache::watch(&client, &config.secret_namespaces);
     let (nodes, node_writer) = reflector::store();
     let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -840,6 +840,10 @@ pub async fn run(
 
 #[path = "controller_aws.rs"]
 pub mod aws_steps;
+
+#[path = "controller_secrets.rs"]
+pub mod secrets;
+pub use secrets::{Lookup, SecretCache};
 
 #[cfg(test)]
 #[path = "controller_tests.rs"]

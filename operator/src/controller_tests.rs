@@ -80,7 +80,7 @@ fn caches() -> (Caches, Writers) {
             ingresses,
             pods,
             nodes,
-            secrets,
+            secrets: secrets.into(),
         },
         Writers {
             deployments: dw,

@@ -32,6 +32,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up; the size of the Run variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
     Run {
@@ -59,6 +61,11 @@ enum Command {
         /// Seconds a leader's lease lasts without renewal: how fast a replica takes over from a dead leader.
         #[arg(long, env = "HALO_LEASE_DURATION_SECONDS", default_value_t = 15)]
         lease_duration_seconds: u64,
+        /// Comma-separated namespaces where halo may manage connection Secrets (the chart sets
+        /// it with rbac.secrets.clusterWide=false); it then watches Secrets only there and refuses
+        /// apps elsewhere that need one. Empty: all namespaces.
+        #[arg(long, env = "HALO_SECRET_NAMESPACES", value_delimiter = ',', num_args = 0..)]
+        secret_namespaces: Vec<String>,
         #[command(flatten)]
         aws: AwsArgs,
     },
@@ -168,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             lease_namespace,
             lease_name,
             lease_duration_seconds,
+            secret_namespaces,
             aws,
         } => {
             init_logging(log_format);
@@ -185,6 +193,11 @@ async fn main() -> anyhow::Result<()> {
                 resync: Duration::from_secs(resync_seconds),
                 concurrency,
                 aws: aws.config(),
+                secret_namespaces: secret_namespaces
+                    .into_iter()
+                    .map(|ns| ns.trim().to_string())
+                    .filter(|ns| !ns.is_empty())
+                    .collect(),
             };
 
             let health = Arc::new(Health::default());

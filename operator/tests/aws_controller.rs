@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_support::{aws, unique};
 use halo::aws::{Aws, AwsConfig, is_read_only};
-use halo::controller::{Caches, Config, Context, reconcile};
+use halo::controller::{Caches, Config, Context, Lookup, reconcile};
 use halo::crd::HighlyAvailableApp;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -165,7 +165,7 @@ fn cluster(ns: &str, app: &str) -> Cluster {
             ingresses,
             pods,
             nodes,
-            secrets,
+            secrets: secrets.into(),
         },
         deployments: dw,
         services: svw,
@@ -313,7 +313,7 @@ async fn app_with_database_and_cache_converges() {
     let secret = cluster
         .caches
         .secrets
-        .get(&kube::runtime::reflector::ObjectRef::new("shop-connection").within(&ns))
+        .lookup(&kube::runtime::reflector::ObjectRef::new("shop-connection").within(&ns))
         .expect("secret applied");
     let data: BTreeMap<String, String> = secret
         .data
