@@ -10,6 +10,7 @@ use kube::runtime::watcher;
 
 use super::*;
 use crate::apply::with_hash;
+use crate::validate::validate;
 use crate::render::fixtures::{FULL, SMALL, app as parse_app};
 use crate::render::render;
 

@@ -14,7 +14,7 @@ use halo::crd::HighlyAvailableApp;
 use halo::http::Health;
 use halo::leader::{Ended, LeaseConfig, run_as_leader};
 use halo::render::render;
-use halo::validate::{owner_of, validate};
+use halo::validate::{owner_of, validate_in};
 
 /// User agent of every request halo makes to the API server.
 const USER_AGENT: &str = concat!("halo/", env!("CARGO_PKG_VERSION"));
@@ -102,6 +102,11 @@ struct AwsArgs {
     /// Seconds between looks at AWS once everything is available.
     #[arg(long, env = "HALO_AWS_POLL_STABLE_SECONDS", default_value_t = 300)]
     aws_poll_stable_seconds: u64,
+    /// Names this halo installation in the Route 53 ownership records (default: the region).
+    /// Installations that write records into one hosted zone need distinct ids; a cluster
+    /// that replaces another keeps its id to keep its records.
+    #[arg(long, env = "HALO_CLUSTER_ID")]
+    cluster_id: Option<String>,
 }
 
 impl AwsArgs {
@@ -120,6 +125,10 @@ impl AwsArgs {
             cache_security_groups: non_empty(self.cache_security_groups),
             poll_busy: Duration::from_secs(self.aws_poll_busy_seconds.max(1)),
             poll_stable: Duration::from_secs(self.aws_poll_stable_seconds.max(1)),
+            cluster_id: self
+                .cluster_id
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty()),
         }
     }
 }
@@ -267,6 +276,9 @@ fn crd_yaml() -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(&HighlyAvailableApp::crd())?)
 }
 
+/// Stands in for the operator's region in `halo render`.
+const RENDER_REGION: &str = "<operator region>";
+
 /// Renders every HighlyAvailableApp in `text`, refusing specs the API server would refuse.
 fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Result<String> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).context("parsing YAML")?;
@@ -290,7 +302,8 @@ fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Resul
             );
         }
         let owner = owner_of(&app, namespace, Some("<uid assigned by the API server>"))?;
-        let validated = validate(&app, owner)?;
+        // The region only defaults the DNS set identifier, which renders into no object.
+        let validated = validate_in(&app, owner, Some(RENDER_REGION))?;
         objects.extend(render(&validated).to_values()?);
     }
     if objects.is_empty() {

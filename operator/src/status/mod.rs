@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
 use crate::meta::selector_string;
-use crate::render::ingress::url;
+use crate::render::ingress::{dns_url, url};
 use crate::render::secret::connection_secret_name;
 use crate::validate::ValidatedApp;
-pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY};
+pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY, DNS_READY, DnsRecord, DnsView};
 use conditions::{Computed, merge};
 use zones::{PodPlacement, ready_per_zone, spread_summary, zone_resilience};
 
@@ -105,6 +105,16 @@ pub fn compute_with_aws(
             ),
         });
     }
+    if app.dns.is_some() {
+        computed.push(aws::dns_condition(
+            aws_observed.dns.as_ref(),
+            old_conditions,
+        ));
+    }
+    let dns_status = match &aws_observed.dns_record {
+        DnsRecord::Unchanged => old.and_then(|s| s.dns.clone()),
+        DnsRecord::Set(record) => record.clone(),
+    };
     let known = if app.zones.names.is_empty() {
         &observed.cluster_zones
     } else {
@@ -134,7 +144,10 @@ pub fn compute_with_aws(
     computed.insert(0, overall(&computed, observed.error.as_ref()));
 
     let endpoints = Endpoints {
-        url: url(app),
+        url: match (&app.dns, &dns_status) {
+            (Some(_), Some(_)) => dns_url(app),
+            _ => url(app),
+        },
         load_balancer,
         database: app.database.as_ref().and_then(|_| {
             aws::endpoints(
@@ -166,7 +179,26 @@ pub fn compute_with_aws(
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
         connection_secret: (app.database.is_some() || app.cache.is_some())
             .then(|| connection_secret_name(&app.owner.name)),
+        dns: dns_status,
     }
+}
+
+/// The status of an app whose spec halo refused (what only halo can judge, e.g. a DNS set
+/// identifier without a known region): `Ready=False` with the error, everything else as it
+/// was. Pure.
+pub fn refused(
+    old: Option<&HighlyAvailableAppStatus>,
+    generation: Option<i64>,
+    error: &crate::Error,
+    now: &Time,
+) -> HighlyAvailableAppStatus {
+    let mut status = old.cloned().unwrap_or_default();
+    let ready = Computed::new(READY, false, error.metric_label(), error.to_string());
+    let merged = merge(&status.conditions, vec![ready], generation, now);
+    status.conditions.retain(|c| c.type_ != READY);
+    status.conditions.splice(0..0, merged);
+    status.observed_generation = generation;
+    status
 }
 
 fn compute_ready(deployment: Option<&Deployment>, desired: i32) -> Computed {
