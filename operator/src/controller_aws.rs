@@ -604,4 +604,110 @@ mod tests {
             "AccessDenied"
         ));
     }
+
+    fn owner() -> DnsOwner {
+        DnsOwner::new(
+            "east",
+            &crate::meta::Owner {
+                name: "shop".into(),
+                namespace: "default".into(),
+                uid: "uid-1".into(),
+            },
+        )
+    }
+
+    fn recorded() -> DnsStatus {
+        DnsStatus {
+            hosted_zone_id: "Z1".into(),
+            record_name: "shop.example.com".into(),
+            set_identifier: Some("us-east-1".into()),
+            health_check_id: Some("hc-1".into()),
+        }
+    }
+
+    /// The record set written earlier is deleted only when the spec moved it: another zone,
+    /// name or set identifier, or no DNS at all.
+    #[test]
+    fn recorded_record_is_cleaned_up_only_when_the_slot_moved() {
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let dns = app.dns.clone().expect("dns");
+        let id = DnsIdentity::new(&dns, owner());
+        assert!(!recorded_slot_moved(&recorded(), Some(("Z1", &id))));
+        assert!(recorded_slot_moved(&recorded(), Some(("Z2", &id))));
+        assert!(recorded_slot_moved(&recorded(), None));
+        let mut other_set = recorded();
+        other_set.set_identifier = Some("blue".into());
+        assert!(recorded_slot_moved(&other_set, Some(("Z1", &id))));
+        let mut other_name = recorded();
+        other_name.record_name = "www.example.com".into();
+        assert!(recorded_slot_moved(&other_name, Some(("Z1", &id))));
+    }
+
+    /// Cleanup of a recorded slot targets exactly its names and the owner's TXT record.
+    #[test]
+    fn recorded_identity_names_the_ownership_record() {
+        let id = recorded_identity(&recorded(), owner());
+        assert_eq!(
+            id,
+            DnsIdentity {
+                zone: ZoneRef::Id("Z1".into()),
+                record_name: "shop.example.com.".into(),
+                owner_record_name: "_halo-owner.shop.example.com.".into(),
+                set_identifier: Some("us-east-1".into()),
+                owner: owner(),
+            }
+        );
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let wanted = DnsIdentity::new(app.dns.as_ref().expect("dns"), owner());
+        // Same slot, same prefix: the health checks found by cleanup are the same ones.
+        assert_eq!(
+            id.caller_reference_prefix(),
+            wanted.caller_reference_prefix()
+        );
+    }
+
+    /// A converged record makes no Event; a written one says where it points, a new health
+    /// check what it probes.
+    #[test]
+    fn dns_events_name_what_changed() {
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let alb = "k8s-default-shop-0a1b2c3d4e-1.us-east-1.elb.amazonaws.com";
+        let d = route53::desired(&app, app.dns.as_ref().expect("dns"), owner(), alb);
+        let mut observed = route53::ObservedDns {
+            zone_id: "Z1".into(),
+            record_name: "shop.example.com".into(),
+            set_identifier: Some("us-east-1".into()),
+            target: route53::Target::Alias,
+            health_check_id: Some("hc-1".into()),
+            record_changes: 0,
+            health_check_created: false,
+            health_check_updated: false,
+            url: "http://shop.example.com".into(),
+        };
+        assert_eq!(dns_changes(&d, &observed), vec![]);
+        observed.record_changes = 3;
+        observed.health_check_created = true;
+        assert_eq!(
+            dns_changes(&d, &observed),
+            vec![
+                Change::new(
+                    "HealthCheckCreated",
+                    format!("Route 53 health check hc-1 created on http://{alb}:80/healthz")
+                ),
+                Change::new(
+                    "DNSRecordUpdated",
+                    "Route 53 record shop.example.com (set us-east-1) in zone Z1 is an alias to the ALB (3 record sets written)"
+                ),
+            ]
+        );
+        assert_eq!(
+            dns_status(&observed),
+            DnsStatus {
+                hosted_zone_id: "Z1".into(),
+                record_name: "shop.example.com".into(),
+                set_identifier: Some("us-east-1".into()),
+                health_check_id: Some("hc-1".into()),
+            }
+        );
+    }
 }

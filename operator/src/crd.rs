@@ -437,6 +437,9 @@ pub struct IngressSpec {
     #[serde(default)]
     pub ssl_redirect: bool,
     /// Share one ALB between Ingresses with the same group name (`alb.ingress.kubernetes.io/group.name`).
+    /// Route 53 health checks reach the ALB by its own hostname: apps of one group that have a
+    /// Route 53 health check need distinct `dns.healthCheck.path`s, or the ALB sends every such
+    /// check to the app whose rule comes first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(max = 63))]
     pub group_name: Option<String>,

@@ -398,6 +398,12 @@ mod tests {
         assert_eq!(config.cache_security_groups, Vec::<String>::new());
         assert_eq!(config.poll_busy, Duration::from_secs(5));
         assert_eq!(config.poll_stable, Duration::from_secs(300));
+        assert_eq!(config.cluster_id, None);
+        let cli = Cli::try_parse_from(["halo", "run", "--cluster-id", "prod-east"]).expect("parses");
+        let Command::Run { aws, .. } = cli.command else {
+            panic!("run command expected");
+        };
+        assert_eq!(aws.config().cluster_id.as_deref(), Some("prod-east"));
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.

@@ -487,4 +487,135 @@ mod tests {
             "ready pods span 2 zones (us-east-1b, us-east-1c), need 3; none ready in us-east-1a"
         );
     }
+
+    /// DNSReady joins Ready: unhealthy Route 53 checkers keep the app not Ready with their
+    /// numbers; once healthy, the URL is the record's and status.dns names what halo wrote.
+    #[test]
+    fn dns_readiness_is_part_of_ready() {
+        use crate::aws::route53::{DnsReadiness, reasons as dns};
+        use crate::crd_dns::DnsStatus;
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let d = deployment(3, 3);
+        let lb = Ingress {
+            status: Some(IngressStatus {
+                load_balancer: Some(IngressLoadBalancerStatus {
+                    ingress: Some(vec![IngressLoadBalancerIngress {
+                        hostname: Some("k8s-default-shop-1.us-east-1.elb.amazonaws.com".into()),
+                        ..IngressLoadBalancerIngress::default()
+                    }]),
+                }),
+            }),
+            ..Ingress::default()
+        };
+        let observed = Observed {
+            deployment: Some(&d),
+            ingress: Some(&lb),
+            pods: spread(&["us-east-1a", "us-east-1b", "us-east-1c"]),
+            ..Observed::default()
+        };
+        let record = DnsStatus {
+            hosted_zone_id: "Z1".into(),
+            record_name: "shop.example.com".into(),
+            set_identifier: Some("us-east-1".into()),
+            health_check_id: Some("hc-1".into()),
+        };
+        let view = |ready, reason, message: &str| AwsObserved {
+            dns: Some(DnsView::Seen(DnsReadiness {
+                ready,
+                reason,
+                message: message.into(),
+            })),
+            dns_record: DnsRecord::Set(Some(record.clone())),
+            ..AwsObserved::default()
+        };
+        let unhealthy = view(
+            false,
+            dns::HEALTH_CHECK_UNHEALTHY,
+            "shop.example.com; health check hc-1: 1/8 checkers healthy",
+        );
+        let s = compute_with_aws(&app, Some(1), &observed, &unhealthy, None, &now());
+        let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            vec!["Ready", "ComputeReady", "IngressReady", "DNSReady", "ZoneResilient"]
+        );
+        assert_eq!(
+            (
+                condition(&s, "Ready").status.as_str(),
+                condition(&s, "Ready").reason.as_str(),
+                condition(&s, "Ready").message.as_str()
+            ),
+            ("False", "HealthCheckUnhealthy", "not ready: DNSReady")
+        );
+        assert_eq!(s.dns.as_ref(), Some(&record));
+        let healthy = view(
+            true,
+            dns::HEALTH_CHECK_HEALTHY,
+            "shop.example.com; health check hc-1: 8/8 checkers healthy",
+        );
+        let s = compute_with_aws(&app, Some(1), &observed, &healthy, Some(&s), &now());
+        assert_eq!(condition(&s, "Ready").status, "True");
+        assert_eq!(
+            condition(&s, "DNSReady").message,
+            "shop.example.com; health check hc-1: 8/8 checkers healthy"
+        );
+        assert_eq!(
+            s.endpoints.as_ref().and_then(|e| e.url.as_deref()),
+            Some("http://shop.example.com")
+        );
+        // Nothing learned from Route 53 this time (throttled): condition and record stand.
+        let throttled = AwsObserved {
+            dns: Some(DnsView::Throttled),
+            ..AwsObserved::default()
+        };
+        let again = compute_with_aws(&app, Some(1), &observed, &throttled, Some(&s), &now());
+        assert_eq!(again, s);
+        // The record was cleaned up: status.dns goes.
+        let cleaned = AwsObserved {
+            dns_record: DnsRecord::Set(None),
+            ..healthy
+        };
+        let s = compute_with_aws(&app, Some(1), &observed, &cleaned, Some(&s), &now());
+        assert_eq!(s.dns, None);
+    }
+
+    /// A spec halo refuses puts the error on Ready and keeps the other conditions as they were.
+    #[test]
+    fn refused_spec_is_reported_on_ready() {
+        let app = validated(SMALL);
+        let d = deployment(3, 3);
+        let observed = Observed {
+            deployment: Some(&d),
+            pods: spread(&["us-east-1a", "us-east-1b", "us-east-1c"]),
+            ..Observed::default()
+        };
+        let before = compute(&app, Some(1), &observed, None, &now());
+        let error = crate::Error::InvalidSpec {
+            field: "spec.dns.setIdentifier".into(),
+            message: "required".into(),
+        };
+        let later = Time(Timestamp::from_second(2_000).expect("ts"));
+        let s = refused(Some(&before), Some(2), &error, &later);
+        let ready = condition(&s, "Ready");
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str(),
+                ready.observed_generation,
+                &ready.last_transition_time
+            ),
+            (
+                "False",
+                "InvalidSpec",
+                "invalid spec: spec.dns.setIdentifier: required",
+                Some(2),
+                &later
+            )
+        );
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.conditions[1..], before.conditions[1..]);
+        assert_eq!(s.conditions.len(), before.conditions.len());
+        assert_eq!(refused(Some(&s), Some(2), &error, &later), s);
+    }
 }
