@@ -1,7 +1,11 @@
-//! Whole reconciles of an app with a database and a cache: a mocked Kubernetes API server
-//! (records every request) and the AWS emulator (moto, `AWS_ENDPOINT_URL`). Pins down the
-//! finalizer, the connection Secret and the Deployment's use of it, the status, the calls a
-//! stable app costs, and deletion under the finalizer.
+//! Whole reconciles of an app with a database and a cache, or with a Route 53 record: a mocked
+//! Kubernetes API server (records every request) and the AWS emulator (moto,
+//! `AWS_ENDPOINT_URL`). Pins down the finalizer, the connection Secret and the Deployment's use
+//! of it, the DNS record and health check, the status, the calls a stable app costs, and
+//! deletion under the finalizer.
+//!
+//! moto answers GetHealthCheckStatus with healthy checkers, always: the unhealthy path runs
+//! with a small fake of that one read (`FakeCheckers`), everything else against moto.
 
 mod aws_support;
 
@@ -16,6 +20,7 @@ use halo::crd::HighlyAvailableApp;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -126,6 +131,9 @@ struct Cluster {
     services: Writer<Service>,
     pdbs: Writer<PodDisruptionBudget>,
     secrets: Writer<Secret>,
+    ingresses: Writer<Ingress>,
+    /// The ALB hostname the (simulated) AWS Load Balancer Controller put into Ingress statuses.
+    load_balancer: Option<String>,
 }
 
 /// Caches with three ready nodes, one per zone, and three ready pods of `app` on them.
@@ -134,7 +142,7 @@ fn cluster(ns: &str, app: &str) -> Cluster {
     let (services, svw) = reflector::store();
     let (pdbs, pdw) = reflector::store();
     let (hpas, _) = reflector::store();
-    let (ingresses, _) = reflector::store();
+    let (ingresses, iw) = reflector::store();
     let (pods, mut pw) = reflector::store::<Pod>();
     let (nodes, mut nw) = reflector::store::<Node>();
     let (secrets, sw) = reflector::store();
@@ -171,6 +179,8 @@ fn cluster(ns: &str, app: &str) -> Cluster {
         services: svw,
         pdbs: pdw,
         secrets: sw,
+        ingresses: iw,
+        load_balancer: None,
     }
 }
 
@@ -185,6 +195,12 @@ impl Cluster {
             if r.path.contains("/poddisruptionbudgets/") {
                 let p: PodDisruptionBudget = serde_json::from_value(r.body.clone()).expect("pdb");
                 self.pdbs.apply_watcher_event(&watcher::Event::Apply(p));
+            }
+            if r.path.contains("/ingresses/") {
+                let mut ingress: Ingress = serde_json::from_value(r.body.clone()).expect("ingress");
+                ingress.status = self.ingress_status();
+                self.ingresses
+                    .apply_watcher_event(&watcher::Event::Apply(ingress));
             }
             if r.path.contains("/secrets/") {
                 let s: Secret = serde_json::from_value(r.body.clone()).expect("secret");
@@ -202,6 +218,31 @@ impl Cluster {
                     .apply_watcher_event(&watcher::Event::Apply(d));
             }
         }
+    }
+}
+
+impl Cluster {
+    fn ingress_status(&self) -> Option<k8s_openapi::api::networking::v1::IngressStatus> {
+        let hostname = self.load_balancer.as_ref()?;
+        Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"hostname": hostname}]}}))
+                .expect("ingress status"),
+        )
+    }
+
+    /// Plays the AWS Load Balancer Controller: the ALB exists, its hostname is in the status
+    /// of the app's Ingress (already applied by halo).
+    fn provision_alb(&mut self, ns: &str, name: &str, hostname: &str) {
+        self.load_balancer = Some(hostname.to_string());
+        let mut ingress = (*self
+            .caches
+            .ingresses
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+            .expect("the Ingress was applied"))
+        .clone();
+        ingress.status = self.ingress_status();
+        self.ingresses
+            .apply_watcher_event(&watcher::Event::Apply(ingress));
     }
 }
 
@@ -483,4 +524,306 @@ async fn apps_without_aws_sections_never_call_aws() {
     converge(&api, &mut cluster, &ctx).await;
     assert_eq!(aws.calls().snapshot(), BTreeMap::new());
     assert_eq!(api.app().metadata.finalizers, None);
+}
+
+// ---- spec.dns: the Route 53 record and health check of the app's ALB ----
+
+const ALB: &str = "k8s-shop-shop-0a1b2c3d4e-1111111111.us-east-1.elb.amazonaws.com";
+const WEST_ALB: &str = "k8s-shop-shop-5f6a7b8c9d-2222222222.us-west-2.elb.amazonaws.com";
+
+/// A fresh public hosted zone `<unique>.example.com`; returns (id, name). Created with the
+/// plain SDK client, so it is not counted among halo's Route 53 requests.
+async fn hosted_zone(aws: &Aws) -> (String, String) {
+    let name = format!("{}.example.com", unique("z"));
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .create_hosted_zone()
+        .name(format!("{name}."))
+        .caller_reference(unique("zone-"))
+        .send()
+        .await
+        .expect("create hosted zone");
+    let id = out
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .expect("zone id");
+    (id, name)
+}
+
+/// An app `shop` with an internet-facing Ingress for `record` and the primary failover record
+/// of `record` in the zone `zone_id`, health-checked every 10 s on /healthz.
+fn dns_app(ns: &str, zone_id: &str, record: &str) -> HighlyAvailableApp {
+    let yaml = format!(
+        "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: {ns}, uid: {uid}, generation: 1, resourceVersion: \"7\"}}\nspec:\n  image: registry.example.com/shop:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n  healthCheck: {{path: /healthz}}\n  ingress: {{host: {record}, scheme: internet-facing}}\n  dns: {{hostedZoneId: {zone_id}, recordName: {record}, routing: failover, role: primary, healthCheck: {{intervalSeconds: 10}}}}\n",
+        uid = unique("uid-")
+    );
+    let app: HighlyAvailableApp = serde_saphyr::from_str(&yaml).expect("app parses");
+    if let Err(e) = app.validate_cel() {
+        panic!("test app is invalid: {e:?}");
+    }
+    app
+}
+
+/// Every record set of the zone except NS and SOA, one stable line each.
+async fn zone_records(aws: &Aws, zone_id: &str) -> Vec<String> {
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .max_items(300)
+        .send()
+        .await
+        .expect("list records");
+    let mut lines: Vec<String> = out
+        .resource_record_sets()
+        .iter()
+        .filter(|r| !matches!(r.r#type().as_str(), "NS" | "SOA"))
+        .map(|r| {
+            let mut s = format!("{} {}", r.name(), r.r#type().as_str());
+            if let Some(id) = r.set_identifier() {
+                s += &format!(" set={id}");
+            }
+            if let Some(f) = r.failover() {
+                s += &format!(" failover={}", f.as_str());
+            }
+            match r.alias_target() {
+                Some(a) => {
+                    s += &format!(
+                        " alias={}:{} evaluate={}",
+                        a.hosted_zone_id(),
+                        a.dns_name(),
+                        a.evaluate_target_health()
+                    )
+                }
+                None => {
+                    let values: Vec<&str> =
+                        r.resource_records().iter().map(|v| v.value()).collect();
+                    s += &format!(" ttl={} {}", r.ttl().unwrap_or(0), values.join(","));
+                }
+            }
+            if let Some(hc) = r.health_check_id() {
+                s += &format!(" hc={hc}");
+            }
+            s
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Route 53 requests since `before` (a snapshot of the call log), per API.
+fn route53_since(
+    aws: &Aws,
+    before: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    aws.route53_calls()
+        .counts()
+        .into_iter()
+        .filter_map(|(api, n)| {
+            let delta = n - before.get(api).copied().unwrap_or(0);
+            (delta > 0).then_some((api, delta))
+        })
+        .collect()
+}
+
+/// (reason, note) of the Events among `requests`.
+fn events(requests: &[Seen]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+        .map(|r| {
+            (
+                r.body["reason"].as_str().unwrap_or_default().to_string(),
+                r.body["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The health checks of the emulator whose id is `id` (0 or 1), as (type, fqdn, port, path,
+/// interval, threshold).
+async fn health_check(aws: &Aws, id: &str) -> Option<(String, String, i32, String, i32, i32)> {
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .get_health_check()
+        .health_check_id(id)
+        .send()
+        .await
+        .ok()?;
+    let c = out.health_check()?.health_check_config()?.clone();
+    Some((
+        c.r#type().as_str().to_string(),
+        c.fully_qualified_domain_name().unwrap_or_default().to_string(),
+        c.port().unwrap_or_default(),
+        c.resource_path().unwrap_or_default().to_string(),
+        c.request_interval().unwrap_or_default(),
+        c.failure_threshold().unwrap_or_default(),
+    ))
+}
+
+/// Until the ALB has a hostname halo writes nothing to Route 53 (not even a read) and reports
+/// DNSReady=False LoadBalancerPending; once the AWS Load Balancer Controller publishes it, the
+/// alias records, the ownership record and the health check appear, DNSReady and Ready turn
+/// True, and a further reconcile costs no Kubernetes request and four Route 53 reads.
+#[tokio::test]
+async fn dns_record_waits_for_the_alb_then_converges_healthy() {
+    let ns = unique("t");
+    let aws = Arc::new(aws().await);
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let app = dns_app(&ns, &zone_id, &record);
+    let api = fake_api(&app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+
+    // No ALB yet.
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    let first = api.take();
+    assert_eq!(
+        first[0].body,
+        json!({"metadata": {"finalizers": ["halo.dev/cleanup"], "resourceVersion": "7"}}),
+        "the finalizer goes on before anything is written to Route 53"
+    );
+    cluster.absorb(&first);
+    let (quiet, action) = converge(&api, &mut cluster, &ctx).await;
+    assert!(quiet.is_empty());
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert_eq!(aws.route53_calls().counts(), BTreeMap::new());
+    let waiting = api.app();
+    assert_eq!(
+        condition(&waiting, "DNSReady"),
+        (
+            "False",
+            "LoadBalancerPending",
+            format!("waiting for the ALB's hostname before writing {record}").as_str()
+        )
+    );
+    assert_eq!(waiting.status.as_ref().and_then(|s| s.dns.clone()), None);
+    assert_eq!(zone_records(&aws, &zone_id).await, Vec::<String>::new());
+
+    // The AWS Load Balancer Controller provisioned the ALB.
+    cluster.provision_alb(&ns, "shop", ALB);
+    let started = std::time::Instant::now();
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile with the ALB");
+    let written = api.take();
+    cluster.absorb(&written);
+    let converged_in = started.elapsed();
+    let app = api.app();
+    let status = app.status.clone().expect("status");
+    let dns = status.dns.clone().expect("status.dns");
+    let hc = dns.health_check_id.clone().expect("health check id");
+    assert_eq!(
+        dns,
+        halo::crd_dns::DnsStatus {
+            hosted_zone_id: zone_id.clone(),
+            record_name: record.clone(),
+            set_identifier: Some("us-east-1".into()),
+            health_check_id: Some(hc.clone()),
+        }
+    );
+    // The Ingress now also routes the Route 53 checkers (Host: the ALB hostname) to the app.
+    let ingress_patch = written
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.contains("/ingresses/"))
+        .expect("Ingress applied");
+    assert_eq!(
+        ingress_patch.body["spec"]["rules"][1],
+        json!({"host": ALB, "http": {"paths": [{"path": "/healthz", "pathType": "Exact",
+            "backend": {"service": {"name": "shop", "port": {"name": "http"}}}}]}})
+    );
+    let ev = |reason: &str, note: String| (reason.to_string(), note);
+    assert_eq!(
+        events(&written),
+        vec![
+            ev("Updated", "Ingress shop updated".into()),
+            ev(
+                "HealthCheckCreated",
+                format!("Route 53 health check {hc} created on http://{ALB}:80/healthz")
+            ),
+            ev(
+                "DNSRecordUpdated",
+                format!("Route 53 record {record} (set us-east-1) in zone {zone_id} is an alias to the ALB (3 record sets written)")
+            ),
+            ev("Ready", "Ready=True: all conditions are True".into()),
+            ev(
+                "HealthCheckHealthy",
+                format!("DNSReady=True: {record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy")
+            ),
+        ]
+    );
+    let (quiet, action) = converge(&api, &mut cluster, &ctx).await;
+    assert!(quiet.is_empty());
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let app = api.app();
+    assert_eq!(
+        condition(&app, "Ready"),
+        ("True", "Ready", "all conditions are True")
+    );
+    let (status_word, reason, message) = condition(&app, "DNSReady");
+    assert_eq!((status_word, reason), ("True", "HealthCheckHealthy"));
+    assert_eq!(
+        message,
+        format!(
+            "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
+        )
+    );
+    let endpoints = app.status.clone().and_then(|s| s.endpoints).expect("endpoints");
+    assert_eq!(endpoints.url, Some(format!("http://{record}")));
+    assert_eq!(endpoints.load_balancer.as_deref(), Some(ALB));
+
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={hc}");
+    assert_eq!(
+        zone_records(&aws, &zone_id).await,
+        vec![
+            format!("_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""),
+            format!("{record}. A set=us-east-1 failover=PRIMARY {alias}"),
+            format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias}"),
+        ]
+    );
+    assert_eq!(
+        health_check(&aws, &hc).await,
+        Some((
+            "HTTP".to_string(),
+            ALB.to_string(),
+            80,
+            "/healthz".to_string(),
+            10,
+            3
+        ))
+    );
+
+    // Converged: no Kubernetes request, no Route 53 change, four reads.
+    let before = aws.route53_calls().counts();
+    let started = std::time::Instant::now();
+    let action = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("stable reconcile");
+    let stable_in = started.elapsed();
+    assert_eq!(paths(&api.take()), vec![]);
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = route53_since(&aws, &before);
+    assert_eq!(
+        calls,
+        BTreeMap::from([
+            ("GetHealthCheck", 1),
+            ("GetHealthCheckStatus", 1),
+            ("ListResourceRecordSets", 2),
+        ])
+    );
+    assert!(calls.keys().all(|api| is_read_only(&format!("route53:{api}"))));
+    println!(
+        "dns: first write in {converged_in:?} ({} Route 53 requests in all: {:?}); stable reconcile in {stable_in:?}",
+        aws.route53_calls().total(),
+        aws.route53_calls().counts()
+    );
 }
