@@ -552,11 +552,12 @@ async fn hosted_zone(aws: &Aws) -> (String, String) {
     (id, name)
 }
 
-/// An app `shop` with an internet-facing Ingress for `record` and the primary failover record
-/// of `record` in the zone `zone_id`, health-checked every 10 s on /healthz.
-fn dns_app(ns: &str, zone_id: &str, record: &str) -> HighlyAvailableApp {
+/// An app `shop` with an internet-facing Ingress for `record` and the `role` (primary or
+/// secondary) failover record of `record` in the zone `zone_id`, health-checked every 10 s on
+/// /healthz.
+fn dns_app(ns: &str, zone_id: &str, record: &str, role: &str) -> HighlyAvailableApp {
     let yaml = format!(
-        "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: {ns}, uid: {uid}, generation: 1, resourceVersion: \"7\"}}\nspec:\n  image: registry.example.com/shop:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n  healthCheck: {{path: /healthz}}\n  ingress: {{host: {record}, scheme: internet-facing}}\n  dns: {{hostedZoneId: {zone_id}, recordName: {record}, routing: failover, role: primary, healthCheck: {{intervalSeconds: 10}}}}\n",
+        "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: {ns}, uid: {uid}, generation: 1, resourceVersion: \"7\"}}\nspec:\n  image: registry.example.com/shop:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n  healthCheck: {{path: /healthz}}\n  ingress: {{host: {record}, scheme: internet-facing}}\n  dns: {{hostedZoneId: {zone_id}, recordName: {record}, routing: failover, role: {role}, healthCheck: {{intervalSeconds: 10}}}}\n",
         uid = unique("uid-")
     );
     let app: HighlyAvailableApp = serde_saphyr::from_str(&yaml).expect("app parses");
@@ -677,7 +678,7 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
     let aws = Arc::new(aws().await);
     let (zone_id, zone) = hosted_zone(&aws).await;
     let record = format!("shop.{zone}");
-    let app = dns_app(&ns, &zone_id, &record);
+    let app = dns_app(&ns, &zone_id, &record, "primary");
     let api = fake_api(&app);
     let mut cluster = cluster(&ns, "shop");
     let ctx = context(&api, &cluster, aws.clone()).await;
@@ -825,5 +826,323 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
         "dns: first write in {converged_in:?} ({} Route 53 requests in all: {:?}); stable reconcile in {stable_in:?}",
         aws.route53_calls().total(),
         aws.route53_calls().counts()
+    );
+}
+
+/// An operator of its own (region, cluster id, checker reports) reconciling `app` to
+/// convergence, with the ALB `alb` provisioned after the first pass.
+struct Operator {
+    api: FakeApi,
+    cluster: Cluster,
+    ctx: Arc<Context>,
+    aws: Arc<Aws>,
+}
+
+async fn operator(app: &HighlyAvailableApp, aws: Aws, alb: &str) -> Operator {
+    let ns = app.metadata.namespace.clone().expect("namespace");
+    let aws = Arc::new(aws);
+    let api = fake_api(app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    converge(&api, &mut cluster, &ctx).await;
+    cluster.provision_alb(&ns, "shop", alb);
+    converge(&api, &mut cluster, &ctx).await;
+    Operator {
+        api,
+        cluster,
+        ctx,
+        aws,
+    }
+}
+
+fn dns_status(app: &HighlyAvailableApp) -> halo::crd_dns::DnsStatus {
+    app.status
+        .as_ref()
+        .and_then(|s| s.dns.clone())
+        .expect("status.dns")
+}
+
+/// Two halos, two regions, one hosted zone: east holds the primary record, west the
+/// secondary. Deleting east's app removes east's record sets and health check, and the finalizer
+/// goes in that same reconcile; west's record sets and health check are untouched.
+#[tokio::test]
+async fn deletion_removes_only_this_apps_records() {
+    let ns = unique("t");
+    let sdk = aws_support::sdk().await;
+    let east_aws = Aws::with_sdk_config(AwsConfig::default(), sdk.clone());
+    let (zone_id, zone) = hosted_zone(&east_aws).await;
+    let record = format!("shop.{zone}");
+    let west_aws = Aws::with_sdk_config(
+        AwsConfig {
+            region: Some("us-west-2".into()),
+            cluster_id: Some("west".into()),
+            ..AwsConfig::default()
+        },
+        sdk,
+    );
+    let east = operator(&dns_app(&ns, &zone_id, &record, "primary"), east_aws, ALB).await;
+    let west = operator(
+        &dns_app(&ns, &zone_id, &record, "secondary"),
+        west_aws,
+        WEST_ALB,
+    )
+    .await;
+    let east_hc = dns_status(&east.api.app())
+        .health_check_id
+        .expect("east health check");
+    let west_hc = dns_status(&west.api.app())
+        .health_check_id
+        .expect("west health check");
+    assert_ne!(east_hc, west_hc);
+    assert_eq!(condition(&west.api.app(), "DNSReady").0, "True");
+    let west_alias = format!("alias=Z1H1FL5HABSF5:dualstack.{WEST_ALB}. evaluate=true hc={west_hc}");
+    let west_records = vec![
+        format!("_halo-owner.{record}. TXT set=us-west-2 failover=SECONDARY ttl=60 \"heritage=halo,owner=west,resource={ns}/shop\""),
+        format!("{record}. A set=us-west-2 failover=SECONDARY {west_alias}"),
+        format!("{record}. AAAA set=us-west-2 failover=SECONDARY {west_alias}"),
+    ];
+    let east_alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={east_hc}");
+    let mut both = west_records.clone();
+    both.extend([
+        format!("_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""),
+        format!("{record}. A set=us-east-1 failover=PRIMARY {east_alias}"),
+        format!("{record}. AAAA set=us-east-1 failover=PRIMARY {east_alias}"),
+    ]);
+    both.sort();
+    assert_eq!(zone_records(&east.aws, &zone_id).await, both);
+
+    let mut deleting = east.api.app();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let before = east.aws.route53_calls().counts();
+    let action = reconcile(Arc::new(deleting), east.ctx.clone())
+        .await
+        .expect("finalize");
+    assert_eq!(action, Action::await_change());
+    let requests = east.api.take();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| r.body.clone())
+            .collect::<Vec<_>>(),
+        vec![json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})],
+        "the finalizer goes once Route 53 confirmed the deletion, in the same reconcile"
+    );
+    assert_eq!(
+        events(&requests),
+        vec![(
+            "DNSRecordDeleted".to_string(),
+            format!("Route 53 record {record} deleted (3 record sets, 1 health checks)")
+        )]
+    );
+    assert_eq!(
+        route53_since(&east.aws, &before),
+        BTreeMap::from([
+            ("ChangeResourceRecordSets", 1),
+            ("DeleteHealthCheck", 1),
+            ("ListHealthChecks", 1),
+            ("ListResourceRecordSets", 2),
+        ])
+    );
+    assert_eq!(zone_records(&east.aws, &zone_id).await, west_records);
+    assert_eq!(health_check(&east.aws, &east_hc).await, None);
+    assert_eq!(
+        health_check(&east.aws, &west_hc).await,
+        Some((
+            "HTTP".to_string(),
+            WEST_ALB.to_string(),
+            80,
+            "/healthz".to_string(),
+            10,
+            3
+        ))
+    );
+    // West carries on: its next reconcile changes nothing.
+    let before = west.aws.route53_calls().counts();
+    reconcile(Arc::new(west.api.app()), west.ctx.clone())
+        .await
+        .expect("west reconcile");
+    assert_eq!(paths(&west.api.take()), vec![]);
+    assert!(
+        route53_since(&west.aws, &before)
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
+}
+
+/// Removing spec.dns from a live app deletes the record sets and health check it wrote (from
+/// status.dns) and drops DNSReady; after that the app costs no Route 53 request.
+#[tokio::test]
+async fn removing_dns_deletes_what_it_wrote() {
+    let ns = unique("t");
+    let aws = aws().await;
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let mut op = operator(&dns_app(&ns, &zone_id, &record, "primary"), aws, ALB).await;
+    let hc = dns_status(&op.api.app())
+        .health_check_id
+        .expect("health check");
+    assert_eq!(zone_records(&op.aws, &zone_id).await.len(), 3);
+
+    op.api
+        .app
+        .lock()
+        .expect("lock")
+        .get_mut("spec")
+        .and_then(|s| s.as_object_mut())
+        .map(|s| s.remove("dns"))
+        .expect("spec.dns was set");
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("reconcile without dns");
+    let requests = op.api.take();
+    op.cluster.absorb(&requests);
+    let deleted: Vec<(String, String)> = events(&requests)
+        .into_iter()
+        .filter(|(reason, _)| reason == "DNSRecordDeleted")
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![(
+            "DNSRecordDeleted".to_string(),
+            format!("Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)")
+        )]
+    );
+    assert_eq!(zone_records(&op.aws, &zone_id).await, Vec::<String>::new());
+    assert_eq!(health_check(&op.aws, &hc).await, None);
+    let app = op.api.app();
+    let status = app.status.clone().expect("status");
+    assert_eq!(status.dns, None);
+    assert!(status.conditions.iter().all(|c| c.type_ != "DNSReady"));
+    assert_eq!(
+        status.endpoints.and_then(|e| e.url),
+        Some(format!("http://{record}"))
+    );
+
+    let (_, action) = converge(&op.api, &mut op.cluster, &op.ctx).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let before = op.aws.route53_calls().counts();
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("stable reconcile");
+    assert_eq!(paths(&op.api.take()), vec![]);
+    assert_eq!(route53_since(&op.aws, &before), BTreeMap::new());
+}
+
+/// Route 53 checker reports from a fake: moto's GetHealthCheckStatus always answers healthy.
+#[derive(Debug, Default)]
+struct FakeCheckers {
+    reports: Mutex<Vec<String>>,
+}
+
+impl FakeCheckers {
+    fn set(&self, healthy: usize, failing: usize) {
+        let mut r = vec!["Success: HTTP Status Code 200, OK".to_string(); healthy];
+        r.extend(vec![
+            "Failure: HTTP Status Code 503, Service Unavailable".to_string();
+            failing
+        ]);
+        *self.reports.lock().expect("lock") = r;
+    }
+}
+
+impl halo::aws::CheckerReports for FakeCheckers {
+    fn reports<'a>(
+        &'a self,
+        _health_check_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, halo::Result<Vec<String>>> {
+        let reports = self.reports.lock().expect("lock").clone();
+        Box::pin(async move { Ok(reports) })
+    }
+}
+
+/// Unhealthy Route 53 checkers (1 of 8 healthy, under Route 53's 18%) keep DNSReady and Ready
+/// False with the numbers and a Warning Event; their recovery turns both True with a Normal
+/// Event. The status is re-read every 60 s. (The health status is a fake, see above; the
+/// record and health check are moto's.)
+#[tokio::test]
+async fn unhealthy_checkers_keep_the_app_not_ready_and_recovery_is_announced() {
+    let ns = unique("t");
+    let checkers = Arc::new(FakeCheckers::default());
+    checkers.set(1, 7);
+    let aws = aws().await.with_checker_reports(checkers.clone());
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let app = dns_app(&ns, &zone_id, &record, "primary");
+    let aws = Arc::new(aws);
+    let api = fake_api(&app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    converge(&api, &mut cluster, &ctx).await;
+    cluster.provision_alb(&ns, "shop", ALB);
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile with the ALB");
+    let requests = api.take();
+    cluster.absorb(&requests);
+    let app = api.app();
+    let hc = dns_status(&app).health_check_id.expect("health check");
+    let unhealthy = format!(
+        "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/8 checkers healthy, Route 53 needs more than 18%"
+    );
+    assert_eq!(
+        condition(&app, "DNSReady"),
+        ("False", "HealthCheckUnhealthy", unhealthy.as_str())
+    );
+    assert_eq!(
+        condition(&app, "Ready"),
+        ("False", "HealthCheckUnhealthy", "not ready: DNSReady")
+    );
+    assert!(
+        events(&requests).contains(&(
+            "HealthCheckUnhealthy".to_string(),
+            format!("DNSReady=False: {unhealthy}")
+        )),
+        "{:?}",
+        events(&requests)
+    );
+    let (_, action) = converge(&api, &mut cluster, &ctx).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+
+    checkers.set(8, 0);
+    let action = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile after recovery");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let requests = api.take();
+    let healthy = format!(
+        "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 8/8 checkers healthy"
+    );
+    assert_eq!(
+        events(&requests),
+        vec![
+            (
+                "Ready".to_string(),
+                "Ready=True: all conditions are True".to_string()
+            ),
+            (
+                "HealthCheckHealthy".to_string(),
+                format!("DNSReady=True: {healthy}")
+            ),
+        ]
+    );
+    let app = api.app();
+    assert_eq!(
+        condition(&app, "DNSReady"),
+        ("True", "HealthCheckHealthy", healthy.as_str())
+    );
+    assert_eq!(condition(&app, "Ready").0, "True");
+    // Only the status changed: no Route 53 write for a change of health.
+    assert_eq!(
+        paths(&requests)
+            .into_iter()
+            .filter(|(m, _)| m != "POST")
+            .collect::<Vec<_>>(),
+        vec![(
+            "PATCH".to_string(),
+            format!("/apis/halo.dev/v1alpha1/namespaces/{ns}/highlyavailableapps/shop/status")
+        )]
     );
 }
