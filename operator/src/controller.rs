@@ -31,9 +31,9 @@ use tracing::{info, warn};
 use crate::apply::{Outcome, apply_one, prune_one};
 use crate::aws::{Aws, AwsConfig};
 use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
+use crate::meta::Owner;
 use crate::meta::{APP_LABEL, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, ZONE_LABEL};
 use crate::render::secret::connection_secret_name;
-use crate::meta::Owner;
 use crate::render::{Children, render_observed};
 use crate::status::rebalance::{pick_eviction, schedulable_zones, settled_pods};
 use crate::status::zones::PodPlacement;
@@ -146,7 +146,11 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
 
 /// Validates the app for this operator: the region (the default DNS set identifier) is
 /// looked up only for apps with `spec.dns`.
-async fn validate_app(ctx: &Context, app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> {
+async fn validate_app(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    owner: Owner,
+) -> Result<ValidatedApp> {
     let region = match &app.spec.dns {
         Some(_) => ctx.aws.region().await,
         None => ctx.aws.config.region.clone(),
@@ -615,7 +619,13 @@ async fn publish_transitions(
     old: Option<&HighlyAvailableAppStatus>,
     new: &HighlyAvailableAppStatus,
 ) {
-    for type_ in [READY, ZONE_RESILIENT, DATABASE_READY, CACHE_READY, DNS_READY] {
+    for type_ in [
+        READY,
+        ZONE_RESILIENT,
+        DATABASE_READY,
+        CACHE_READY,
+        DNS_READY,
+    ] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))

@@ -465,7 +465,10 @@ pub async fn ensure_dns(
         },
         None => None,
     };
-    step.view = Some(DnsView::Seen(route53::readiness(&observed, health.as_ref())));
+    step.view = Some(DnsView::Seen(route53::readiness(
+        &observed,
+        health.as_ref(),
+    )));
     step
 }
 
@@ -487,7 +490,9 @@ pub async fn cleanup_dns(aws: &Aws, app: &ValidatedApp, recorded: Option<&DnsSta
     if let Some(old) = recorded {
         let id = recorded_identity(old, owner.clone());
         let same = identities.iter().any(|w| {
-            w.zone == id.zone && w.record_name == id.record_name && w.set_identifier == id.set_identifier
+            w.zone == id.zone
+                && w.record_name == id.record_name
+                && w.set_identifier == id.set_identifier
         });
         if !same {
             identities.push(id);
@@ -521,7 +526,8 @@ pub async fn cleanup_dns(aws: &Aws, app: &ValidatedApp, recorded: Option<&DnsSta
             deleted.1
         );
         if deleted != (0, 0) {
-            step.changes.push(Change::new("DNSRecordDeleted", message.clone()));
+            step.changes
+                .push(Change::new("DNSRecordDeleted", message.clone()));
         }
         step.view = Some(DnsView::Unseen {
             reason: DNS_DELETING,

@@ -58,8 +58,9 @@ enum Command {
         /// Seconds a leader's lease lasts without renewal: how fast a replica takes over from a dead leader.
         #[arg(long, env = "HALO_LEASE_DURATION_SECONDS", default_value_t = 15)]
         lease_duration_seconds: u64,
+        // Boxed: the AWS settings dwarf the other commands' arguments.
         #[command(flatten)]
-        aws: AwsArgs,
+        aws: Box<AwsArgs>,
     },
     /// Print the HighlyAvailableApp CustomResourceDefinition as YAML.
     Crd,
@@ -399,7 +400,8 @@ mod tests {
         assert_eq!(config.poll_busy, Duration::from_secs(5));
         assert_eq!(config.poll_stable, Duration::from_secs(300));
         assert_eq!(config.cluster_id, None);
-        let cli = Cli::try_parse_from(["halo", "run", "--cluster-id", "prod-east"]).expect("parses");
+        let cli =
+            Cli::try_parse_from(["halo", "run", "--cluster-id", "prod-east"]).expect("parses");
         let Command::Run { aws, .. } = cli.command else {
             panic!("run command expected");
         };

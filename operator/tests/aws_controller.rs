@@ -617,10 +617,7 @@ async fn zone_records(aws: &Aws, zone_id: &str) -> Vec<String> {
 }
 
 /// Route 53 requests since `before` (a snapshot of the call log), per API.
-fn route53_since(
-    aws: &Aws,
-    before: &BTreeMap<&'static str, u64>,
-) -> BTreeMap<&'static str, u64> {
+fn route53_since(aws: &Aws, before: &BTreeMap<&'static str, u64>) -> BTreeMap<&'static str, u64> {
     aws.route53_calls()
         .counts()
         .into_iter()
@@ -660,7 +657,9 @@ async fn health_check(aws: &Aws, id: &str) -> Option<(String, String, i32, Strin
     let c = out.health_check()?.health_check_config()?.clone();
     Some((
         c.r#type().as_str().to_string(),
-        c.fully_qualified_domain_name().unwrap_or_default().to_string(),
+        c.fully_qualified_domain_name()
+            .unwrap_or_default()
+            .to_string(),
         c.port().unwrap_or_default(),
         c.resource_path().unwrap_or_default().to_string(),
         c.request_interval().unwrap_or_default(),
@@ -753,12 +752,16 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
             ),
             ev(
                 "DNSRecordUpdated",
-                format!("Route 53 record {record} (set us-east-1) in zone {zone_id} is an alias to the ALB (3 record sets written)")
+                format!(
+                    "Route 53 record {record} (set us-east-1) in zone {zone_id} is an alias to the ALB (3 record sets written)"
+                )
             ),
             ev("Ready", "Ready=True: all conditions are True".into()),
             ev(
                 "HealthCheckHealthy",
-                format!("DNSReady=True: {record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy")
+                format!(
+                    "DNSReady=True: {record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
+                )
             ),
         ]
     );
@@ -778,7 +781,11 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
             "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
         )
     );
-    let endpoints = app.status.clone().and_then(|s| s.endpoints).expect("endpoints");
+    let endpoints = app
+        .status
+        .clone()
+        .and_then(|s| s.endpoints)
+        .expect("endpoints");
     assert_eq!(endpoints.url, Some(format!("http://{record}")));
     assert_eq!(endpoints.load_balancer.as_deref(), Some(ALB));
 
@@ -786,7 +793,9 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
     assert_eq!(
         zone_records(&aws, &zone_id).await,
         vec![
-            format!("_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""),
+            format!(
+                "_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""
+            ),
             format!("{record}. A set=us-east-1 failover=PRIMARY {alias}"),
             format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias}"),
         ]
@@ -821,7 +830,11 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
             ("ListResourceRecordSets", 2),
         ])
     );
-    assert!(calls.keys().all(|api| is_read_only(&format!("route53:{api}"))));
+    assert!(
+        calls
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
     println!(
         "dns: first write in {converged_in:?} ({} Route 53 requests in all: {:?}); stable reconcile in {stable_in:?}",
         aws.route53_calls().total(),
@@ -895,9 +908,12 @@ async fn deletion_removes_only_this_apps_records() {
         .expect("west health check");
     assert_ne!(east_hc, west_hc);
     assert_eq!(condition(&west.api.app(), "DNSReady").0, "True");
-    let west_alias = format!("alias=Z1H1FL5HABSF5:dualstack.{WEST_ALB}. evaluate=true hc={west_hc}");
+    let west_alias =
+        format!("alias=Z1H1FL5HABSF5:dualstack.{WEST_ALB}. evaluate=true hc={west_hc}");
     let west_records = vec![
-        format!("_halo-owner.{record}. TXT set=us-west-2 failover=SECONDARY ttl=60 \"heritage=halo,owner=west,resource={ns}/shop\""),
+        format!(
+            "_halo-owner.{record}. TXT set=us-west-2 failover=SECONDARY ttl=60 \"heritage=halo,owner=west,resource={ns}/shop\""
+        ),
         format!("{record}. A set=us-west-2 failover=SECONDARY {west_alias}"),
         format!("{record}. AAAA set=us-west-2 failover=SECONDARY {west_alias}"),
     ];
@@ -1007,7 +1023,9 @@ async fn removing_dns_deletes_what_it_wrote() {
         deleted,
         vec![(
             "DNSRecordDeleted".to_string(),
-            format!("Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)")
+            format!(
+                "Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)"
+            )
         )]
     );
     assert_eq!(zone_records(&op.aws, &zone_id).await, Vec::<String>::new());
@@ -1041,7 +1059,8 @@ impl FakeCheckers {
     fn set(&self, healthy: usize, failing: usize) {
         let mut r = vec!["Success: HTTP Status Code 200, OK".to_string(); healthy];
         r.extend(vec![
-            "Failure: HTTP Status Code 503, Service Unavailable".to_string();
+            "Failure: HTTP Status Code 503, Service Unavailable"
+                .to_string();
             failing
         ]);
         *self.reports.lock().expect("lock") = r;

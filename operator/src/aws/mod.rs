@@ -598,8 +598,14 @@ mod tests {
     /// The ownership records name the installation: the configured id, else the region.
     #[test]
     fn cluster_id_defaults_to_the_region() {
-        assert_eq!(effective_cluster_id(Some("prod-east"), Some("us-east-1")), "prod-east");
-        assert_eq!(effective_cluster_id(Some(""), Some("us-east-1")), "us-east-1");
+        assert_eq!(
+            effective_cluster_id(Some("prod-east"), Some("us-east-1")),
+            "prod-east"
+        );
+        assert_eq!(
+            effective_cluster_id(Some(""), Some("us-east-1")),
+            "us-east-1"
+        );
         assert_eq!(effective_cluster_id(None, Some("eu-west-1")), "eu-west-1");
         assert_eq!(effective_cluster_id(None, None), "halo");
     }

@@ -537,7 +537,13 @@ mod tests {
         let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
-            vec!["Ready", "ComputeReady", "IngressReady", "DNSReady", "ZoneResilient"]
+            vec![
+                "Ready",
+                "ComputeReady",
+                "IngressReady",
+                "DNSReady",
+                "ZoneResilient"
+            ]
         );
         assert_eq!(
             (
