@@ -809,10 +809,7 @@ async fn s5_data_sample_converges_against_the_emulator() -> anyhow::Result<()> {
 
 /// The record sets of a hosted zone in the emulator, except NS and SOA, as
 /// `name type set-identifier failover target health-check`, sorted.
-async fn zone_records(
-    r53: &aws_sdk_route53::Client,
-    zone_id: &str,
-) -> anyhow::Result<Vec<String>> {
+async fn zone_records(r53: &aws_sdk_route53::Client, zone_id: &str) -> anyhow::Result<Vec<String>> {
     let out = r53
         .list_resource_record_sets()
         .hosted_zone_id(zone_id)
@@ -972,7 +969,14 @@ async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::Resul
             config.request_interval(),
             config.failure_threshold()
         ),
-        ("HTTP", Some(ALB), Some(80), Some("/healthz"), Some(10), Some(3))
+        (
+            "HTTP",
+            Some(ALB),
+            Some(80),
+            Some("/healthz"),
+            Some(10),
+            Some(3)
+        )
     );
     // The checkers send `Host: <ALB>`: the Ingress routes exactly the health path for it.
     let ingress = Api::<Ingress>::namespaced(client.clone(), &ns.name)

@@ -288,8 +288,21 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
 async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
-    let validated = match validate_app(ctx, app, owner).await {
+    let validated = match validate_app(ctx, app, owner.clone()).await {
         Ok(v) => v,
+        // A DNS section that no longer resolves (the region is gone) must not block the
+        // deletion: what halo wrote is in status.dns, and that is cleaned up.
+        Err(e) if app.spec.dns.is_some() => {
+            let mut without_dns = app.clone();
+            without_dns.spec.dns = None;
+            match validate_in(&without_dns, owner, ctx.aws.config.region.as_deref()) {
+                Ok(v) => v,
+                Err(_) => {
+                    publish_failure(ctx, app, &e).await;
+                    return Err(e);
+                }
+            }
+        }
         Err(e) => {
             publish_failure(ctx, app, &e).await;
             return Err(e);

@@ -82,7 +82,8 @@ enum Command {
 /// until an app with a database or a cache needs one.
 #[derive(clap::Args)]
 struct AwsArgs {
-    /// AWS region of the databases and caches (default: the SDK's chain, e.g. AWS_REGION).
+    /// AWS region of the databases and caches, and the default DNS set identifier and cluster
+    /// id (default: the SDK's chain, e.g. AWS_REGION).
     #[arg(long = "aws-region", env = "HALO_AWS_REGION")]
     region: Option<String>,
     /// DB subnet group for Aurora clusters whose spec names none.
