@@ -917,6 +917,46 @@ async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::Resul
     let dns_in = patched.elapsed();
     let ready = wait_condition(&client, &ns.name, &name, "Ready", "True", CONVERGE).await?;
     let ready_in = started.elapsed();
+
+    // Converged: over a resync period halo writes nothing to Kubernetes and only reads Route
+    // 53 (moto's request log: GETs only; every Route 53 change is a POST or DELETE).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let moto_log = halo_e2e::state_dir().join("logs/moto.log");
+    let moto_mark = std::fs::metadata(&moto_log).map(|m| m.len()).unwrap_or(0);
+    let mark = audit::mark();
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS + 5)).await;
+    let own = format!("/namespaces/{}/", ns.name);
+    let writes: Vec<_> = audit::since(mark, halo_e2e::HALO_USER_AGENT)?
+        .into_iter()
+        .filter(|e| e.request_uri.contains(&own) && audit::is_write(e))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "halo wrote during steady state: {writes:?}"
+    );
+    let route53: Vec<String> = {
+        let bytes = std::fs::read(&moto_log)?;
+        let start = usize::try_from(moto_mark)?.min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..])
+            .lines()
+            .filter(|l| l.contains(" /2013-04-01/"))
+            .map(str::to_string)
+            .collect()
+    };
+    let changes: Vec<&String> = route53.iter().filter(|l| !l.contains("\"GET ")).collect();
+    assert!(
+        changes.is_empty(),
+        "halo changed Route 53 during steady state: {changes:?}"
+    );
+    assert!(
+        !route53.is_empty(),
+        "halo must keep reading the health check status of a converged record"
+    );
+    println!(
+        "s10: steady state over {} s: 0 Kubernetes writes in the app's namespace, {} Route 53 reads, 0 Route 53 changes",
+        RESYNC_SECONDS + 5,
+        route53.len()
+    );
     let status = ready.status.clone().unwrap_or_default();
     let dns = status
         .dns
