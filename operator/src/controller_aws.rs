@@ -41,6 +41,33 @@ pub fn needs_aws(app: &ValidatedApp, status: Option<&HighlyAvailableAppStatus>) 
 /// How often the health check status of a DNS record is read again.
 pub const DNS_HEALTH_RECHECK: Duration = Duration::from_secs(60);
 
+/// Longest a reconcile waits for a GetHealthCheckStatus token when DNSReady already holds a
+/// health reading: Route 53 allows about one status read per second per account, so with many
+/// apps some readings are skipped (the last one stands) instead of holding reconciles up.
+pub const HEALTH_READ_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether this round's health status read may be skipped: `DNSReady` holds a reading of the
+/// same health check, which can stand a little longer. Pure.
+pub fn health_reading_stands(
+    health_check_id: &str,
+    status: Option<&HighlyAvailableAppStatus>,
+) -> bool {
+    use crate::aws::route53::reasons::{HEALTH_CHECK_HEALTHY, HEALTH_CHECK_UNHEALTHY};
+    let Some(status) = status else {
+        return false;
+    };
+    let same_check = status
+        .dns
+        .as_ref()
+        .and_then(|d| d.health_check_id.as_deref())
+        == Some(health_check_id);
+    let has_reading = status.conditions.iter().any(|c| {
+        c.type_ == crate::status::DNS_READY
+            && (c.reason == HEALTH_CHECK_HEALTHY || c.reason == HEALTH_CHECK_UNHEALTHY)
+    });
+    same_check && has_reading
+}
+
 pub fn has_finalizer(app: &HighlyAvailableApp) -> bool {
     app.finalizers().iter().any(|f| f == FINALIZER)
 }
@@ -143,7 +170,6 @@ pub async fn ensure_all(
 ) -> AwsStep {
     let db = aurora::desired(app, &aws.config);
     let cache = elasticache::desired(app, &aws.config);
-    let recorded = status.and_then(|s| s.dns.as_ref());
     let (db_result, cache_result, dns) = futures::join!(
         async {
             match &db {
@@ -157,7 +183,7 @@ pub async fn ensure_all(
                 None => None,
             }
         },
-        Box::pin(ensure_dns(aws, app, load_balancer, recorded))
+        Box::pin(ensure_dns(aws, app, load_balancer, status))
     );
     let mut step = AwsStep::default();
     step.absorb_dns(dns);
@@ -383,8 +409,9 @@ pub async fn ensure_dns(
     aws: &Aws,
     app: &ValidatedApp,
     load_balancer: Option<&str>,
-    recorded: Option<&DnsStatus>,
+    status: Option<&HighlyAvailableAppStatus>,
 ) -> DnsStep {
+    let recorded = status.and_then(|s| s.dns.as_ref());
     let mut step = DnsStep::default();
     if app.dns.is_none() && recorded.is_none() {
         return step;
@@ -455,6 +482,12 @@ pub async fn ensure_dns(
     step.changes.extend(dns_changes(&desired, &observed));
     step.record = DnsRecord::Set(Some(dns_status(&observed)));
     let health = match &observed.health_check_id {
+        Some(id)
+            if !aws.admit_health_read(!health_reading_stands(id, status), HEALTH_READ_MAX_WAIT) =>
+        {
+            step.view = Some(DnsView::Throttled);
+            return step;
+        }
         Some(id) => match aws.health_status(id).await {
             Ok(h) => Some(h),
             Err(e) => {
@@ -715,5 +748,42 @@ mod tests {
                 health_check_id: Some("hc-1".into()),
             }
         );
+    }
+
+    /// A reading in DNSReady of the same health check may stand another round; a first
+    /// reading, or one of another health check, never does.
+    #[test]
+    fn a_health_reading_stands_only_for_the_same_check() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let condition = |reason: &str| Condition {
+            type_: "DNSReady".into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::from_second(1).expect("ts")),
+        };
+        let status = |reason: &str| HighlyAvailableAppStatus {
+            conditions: vec![condition(reason)],
+            dns: Some(recorded()),
+            ..HighlyAvailableAppStatus::default()
+        };
+        assert!(health_reading_stands(
+            "hc-1",
+            Some(&status("HealthCheckHealthy"))
+        ));
+        assert!(health_reading_stands(
+            "hc-1",
+            Some(&status("HealthCheckUnhealthy"))
+        ));
+        assert!(!health_reading_stands(
+            "hc-2",
+            Some(&status("HealthCheckHealthy"))
+        ));
+        assert!(!health_reading_stands(
+            "hc-1",
+            Some(&status("HealthCheckPending"))
+        ));
+        assert!(!health_reading_stands("hc-1", None));
     }
 }

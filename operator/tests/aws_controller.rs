@@ -1165,3 +1165,138 @@ async fn unhealthy_checkers_keep_the_app_not_ready_and_recovery_is_announced() {
         )]
     );
 }
+
+/// A failover record without a set identifier, on an operator whose region is unknown: halo
+/// cannot default the set identifier. The reconcile fails with Ready=False InvalidSpec naming
+/// the field and a Warning Event, before any finalizer, child or Route 53 request.
+#[tokio::test]
+async fn dns_without_a_known_region_is_refused_on_ready() {
+    let ns = unique("t");
+    let app = dns_app(&ns, "Z0000000000000000000", "shop.example.com", "primary");
+    let api = fake_api(&app);
+    let cluster = cluster(&ns, "shop");
+    // No region anywhere: not configured, none in the SDK configuration.
+    let aws = Arc::new(Aws::with_sdk_config(
+        AwsConfig::default(),
+        aws_config::SdkConfig::builder().build(),
+    ));
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    let err = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect_err("refused");
+    let message = "invalid spec: spec.dns.setIdentifier: required with failover, weighted and latency routing; it defaults to the operator's region, which is unknown: set it, or run halo with AWS_REGION set";
+    assert_eq!(err.to_string(), message);
+    let requests = api.take();
+    assert_eq!(
+        paths(&requests)
+            .into_iter()
+            .filter(|(_, p)| !p.ends_with("/events") && !p.contains("/events/"))
+            .collect::<Vec<_>>(),
+        vec![(
+            "PATCH".to_string(),
+            format!("/apis/halo.dev/v1alpha1/namespaces/{ns}/highlyavailableapps/shop/status")
+        )]
+    );
+    assert_eq!(
+        events(&requests),
+        vec![("InvalidSpec".to_string(), message.to_string())]
+    );
+    let app = api.app();
+    assert_eq!(condition(&app, "Ready"), ("False", "InvalidSpec", message));
+    assert_eq!(app.metadata.finalizers, None);
+    assert_eq!(aws.route53_calls().total(), 0);
+    // Nothing changed: the next attempt writes no status again.
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect_err("still refused");
+    let again = api.take();
+    assert_eq!(
+        paths(&again)
+            .into_iter()
+            .filter(|(_, p)| !p.ends_with("/events") && !p.contains("/events/"))
+            .collect::<Vec<_>>(),
+        vec![]
+    );
+}
+
+/// Many DNS apps on one operator: GetHealthCheckStatus has a slow bucket of its own (here 2/s,
+/// burst 2, to keep the test short; Route 53's own is about 1/s per account). A round of
+/// reconciles of 12 converged apps at once does not queue 12 status reads behind each other:
+/// reads that would wait more than 2 s are skipped and the last reading stands. No reconcile
+/// fails, nothing is written, every app stays DNSReady=True.
+#[tokio::test]
+async fn many_dns_apps_skip_status_reads_instead_of_queueing() {
+    use halo::aws::ratelimit::{Backoff, GET_HEALTH_CHECK_STATUS, Limits, Rate};
+    const APPS: usize = 12;
+    let limits = Limits {
+        overall: Rate::new(50.0, 50),
+        operations: vec![(GET_HEALTH_CHECK_STATUS, Rate::new(2.0, 2))],
+        backoff: Backoff::default(),
+    };
+    let aws = Arc::new(aws().await.with_route53_limits(limits));
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let mut apps = Vec::new();
+    for i in 0..APPS {
+        let ns = unique("t");
+        let record = format!("shop{i}.{zone}");
+        // Distinct set identifiers: moto deletes by set identifier across names.
+        let yaml = serde_json::to_value(dns_app(&ns, &zone_id, &record, "primary")).expect("json");
+        let mut value = yaml;
+        value["spec"]["dns"]["setIdentifier"] = json!(format!("east-{i}"));
+        let app: HighlyAvailableApp = serde_json::from_value(value).expect("app");
+        let api = fake_api(&app);
+        let cluster = cluster(&ns, "shop");
+        let ctx = context(&api, &cluster, aws.clone()).await;
+        apps.push((ns, api, cluster, ctx));
+    }
+    let converged =
+        futures::future::join_all(apps.iter_mut().map(|(ns, api, cluster, ctx)| async move {
+            converge(api, cluster, ctx).await;
+            cluster.provision_alb(ns, "shop", ALB);
+            converge(api, cluster, ctx).await
+        }))
+        .await;
+    assert!(converged.iter().all(|(quiet, _)| quiet.is_empty()));
+    for (_, api, _, _) in &apps {
+        assert_eq!(condition(&api.app(), "DNSReady").0, "True");
+    }
+
+    // Let the status bucket refill its burst, then reconcile every app at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = aws.route53_calls().counts();
+    let started = std::time::Instant::now();
+    let actions = futures::future::join_all(
+        apps.iter()
+            .map(|(_, api, _, ctx)| reconcile(Arc::new(api.app()), ctx.clone())),
+    )
+    .await;
+    let round = started.elapsed();
+    assert!(
+        actions
+            .iter()
+            .all(|a| matches!(a, Ok(a) if *a == Action::requeue(Duration::from_secs(60)))),
+        "{actions:?}"
+    );
+    for (_, api, _, _) in &apps {
+        assert_eq!(paths(&api.take()), vec![]);
+        assert_eq!(condition(&api.app(), "DNSReady").0, "True");
+    }
+    let calls = route53_since(&aws, &before);
+    let reads = calls.get("GetHealthCheckStatus").copied().unwrap_or(0);
+    println!(
+        "dns: {APPS} apps reconciled at once in {round:?}: {reads} status reads, {} skipped; {calls:?}",
+        APPS as u64 - reads
+    );
+    // Burst 2 plus what 2/s refills within the 2 s a read may wait (0.5, 1, 1.5, 2 s): 6 of
+    // 12, or 7 when the round itself took long enough for one more token.
+    assert!((6..=7).contains(&reads), "{reads} status reads");
+    assert!(
+        calls
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
+    assert!(
+        round < Duration::from_secs(4),
+        "queueing every read would take 5 s: {round:?}"
+    );
+}

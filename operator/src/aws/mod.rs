@@ -99,6 +99,8 @@ pub struct Aws {
     /// Every Route 53 request of the operator takes a token here.
     route53_limiter: Arc<ratelimit::RateLimiter>,
     route53_log: Arc<route53::CallLog>,
+    /// Decides which health status reads are sent when many apps want one at once.
+    health_admission: ratelimit::Admission,
     /// Replaces GetHealthCheckStatus (tests: moto always answers healthy).
     health_reports: Option<Arc<dyn CheckerReports>>,
     calls: CallCounter,
@@ -114,10 +116,21 @@ impl Default for Aws {
             route53: OnceCell::new(),
             route53_limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::route53_limits())),
             route53_log: Arc::default(),
+            health_admission: health_admission(&ratelimit::route53_limits()),
             health_reports: None,
             calls: CallCounter::default(),
         }
     }
+}
+
+/// Admission at the rate of the limiter's GetHealthCheckStatus bucket (else its overall one).
+fn health_admission(limits: &ratelimit::Limits) -> ratelimit::Admission {
+    let rate = limits
+        .operations
+        .iter()
+        .find(|(op, _)| *op == ratelimit::GET_HEALTH_CHECK_STATUS)
+        .map_or(limits.overall, |(_, rate)| *rate);
+    ratelimit::Admission::new(rate)
 }
 
 /// A source of Route 53 health checkers' reports other than GetHealthCheckStatus; object-safe,
@@ -148,6 +161,7 @@ impl Aws {
 
     /// With the Route 53 limiter `limits` (tests use faster or slower buckets).
     pub fn with_route53_limits(mut self, limits: ratelimit::Limits) -> Self {
+        self.health_admission = health_admission(&limits);
         self.route53_limiter = Arc::new(ratelimit::RateLimiter::new(limits));
         self
     }
@@ -181,6 +195,17 @@ impl Aws {
         match &self.config.region {
             Some(r) => Some(r.clone()),
             None => self.sdk_config().await.region().map(|r| r.to_string()),
+        }
+    }
+
+    /// Whether to send a GetHealthCheckStatus now: always when `required`, else only when its
+    /// token comes within `max_wait` (the caller then keeps its last reading).
+    pub fn admit_health_read(&self, required: bool, max_wait: Duration) -> bool {
+        if required {
+            self.health_admission.admit();
+            true
+        } else {
+            self.health_admission.admit_within(max_wait)
         }
     }
 
