@@ -1300,3 +1300,54 @@ async fn many_dns_apps_skip_status_reads_instead_of_queueing() {
         "queueing every read would take 5 s: {round:?}"
     );
 }
+
+/// Moving the record to another set identifier: halo writes the new slot, then deletes the
+/// record sets and health check of the old one (named by status.dns), in one reconcile.
+#[tokio::test]
+async fn moving_the_record_deletes_the_old_slot() {
+    let ns = unique("t");
+    let aws = aws().await;
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let mut op = operator(&dns_app(&ns, &zone_id, &record, "primary"), aws, ALB).await;
+    let old_hc = dns_status(&op.api.app())
+        .health_check_id
+        .expect("health check");
+
+    op.api.app.lock().expect("lock")["spec"]["dns"]["setIdentifier"] = json!("blue");
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("reconcile with the new set identifier");
+    let requests = op.api.take();
+    op.cluster.absorb(&requests);
+    let app = op.api.app();
+    let new = dns_status(&app);
+    let new_hc = new.health_check_id.clone().expect("new health check");
+    assert_ne!(new_hc, old_hc);
+    assert_eq!(new.set_identifier.as_deref(), Some("blue"));
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={new_hc}");
+    assert_eq!(
+        zone_records(&op.aws, &zone_id).await,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=blue failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""
+            ),
+            format!("{record}. A set=blue failover=PRIMARY {alias}"),
+            format!("{record}. AAAA set=blue failover=PRIMARY {alias}"),
+        ]
+    );
+    assert_eq!(health_check(&op.aws, &old_hc).await, None);
+    // A repeated reason (DNSRecordUpdated, HealthCheckCreated) becomes a PATCH of the
+    // Event series of the first; the deletion is new.
+    assert!(
+        events(&requests).contains(&(
+            "DNSRecordDeleted".to_string(),
+            format!("Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)")
+        )),
+        "{:?}",
+        events(&requests)
+    );
+    assert_eq!(condition(&app, "DNSReady").0, "True");
+    let (quiet, _) = converge(&op.api, &mut op.cluster, &op.ctx).await;
+    assert!(quiet.is_empty());
+}
