@@ -298,6 +298,7 @@ pub mod operator {
             .env("POD_NAME", name)
             .env("HALO_LEASE_NAMESPACE", lease_namespace())
             .env("HALO_AWS_POLL_BUSY_SECONDS", "5")
+            .env("HALO_METRICS_ADDR", format!("127.0.0.1:{}", metrics_port(0)))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -314,6 +315,17 @@ pub mod operator {
             format!("{}\n", bin.display()),
         )?;
         Ok(pid)
+    }
+
+    /// The port of the suite's operator's /metrics (HALO_E2E_METRICS_PORT, as e2e/up used)
+    /// plus `offset`, for further instances; never the operator's default 8080, which another
+    /// run on the machine may hold.
+    pub fn metrics_port(offset: u16) -> u16 {
+        std::env::var("HALO_E2E_METRICS_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(18080)
+            .saturating_add(offset)
     }
 
     pub async fn start() -> anyhow::Result<i32> {

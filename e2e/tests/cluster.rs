@@ -672,7 +672,11 @@ async fn set_zone_alive(nodes: &Api<Node>, zone: &str, alive: bool) -> anyhow::R
 async fn s8_leader_election_hands_over() -> anyhow::Result<()> {
     let client = setup().await?;
     operator::kill("TERM").await?;
-    let instances = [("halo-a", "127.0.0.1:18081"), ("halo-b", "127.0.0.1:18082")];
+    let (addr_a, addr_b) = (
+        format!("127.0.0.1:{}", operator::metrics_port(1)),
+        format!("127.0.0.1:{}", operator::metrics_port(2)),
+    );
+    let instances = [("halo-a", addr_a.as_str()), ("halo-b", addr_b.as_str())];
     for (name, addr) in instances {
         operator::start_named(
             name,
@@ -851,5 +855,284 @@ async fn s5_data_sample_converges_against_the_emulator() -> anyhow::Result<()> {
         },
     )
     .await?;
+    ns.cleanup().await
+}
+
+/// The record sets of a hosted zone in the emulator, except NS and SOA, as
+/// `name type set-identifier failover target health-check`, sorted.
+async fn zone_records(r53: &aws_sdk_route53::Client, zone_id: &str) -> anyhow::Result<Vec<String>> {
+    let out = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .max_items(300)
+        .send()
+        .await?;
+    let mut lines: Vec<String> = out
+        .resource_record_sets()
+        .iter()
+        .filter(|r| !matches!(r.r#type().as_str(), "NS" | "SOA"))
+        .map(|r| {
+            let target = match r.alias_target() {
+                Some(a) => format!("alias={}:{}", a.hosted_zone_id(), a.dns_name()),
+                None => r
+                    .resource_records()
+                    .iter()
+                    .map(|v| v.value())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            format!(
+                "{} {} set={} failover={} {target} hc={}",
+                r.name(),
+                r.r#type().as_str(),
+                r.set_identifier().unwrap_or("-"),
+                r.failover().map(|f| f.as_str()).unwrap_or("-"),
+                r.health_check_id().unwrap_or("-")
+            )
+        })
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// 10. spec.dns against the AWS emulator: with the Ingress but no ALB yet, DNSReady=False
+/// LoadBalancerPending and nothing in the zone; once the "AWS Load Balancer Controller" (this
+/// test, patching the Ingress status) publishes the ALB hostname, halo writes the primary
+/// failover alias records, the ownership record and a health check, routes the checkers'
+/// `Host: <ALB>` to the app, and DNSReady and Ready turn True with the record's URL in
+/// `kubectl get haapp`; deleting the app removes the record sets and the health check.
+#[tokio::test]
+async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: run the suite through scripts/test, or `eval \"$(e2e/moto env)\"` after `e2e/moto start`"
+    );
+    const ALB: &str = "k8s-x-y-123.us-east-1.elb.amazonaws.com";
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-dns").await?;
+    let aws = halo::aws::Aws::new(halo::aws::AwsConfig::default());
+    let r53 = aws.route53().await.client().clone();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let zone = format!("{}-{stamp}.example.com", ns.name);
+    let created = r53
+        .create_hosted_zone()
+        .name(format!("{zone}."))
+        .caller_reference(format!("{zone}-e2e"))
+        .send()
+        .await?;
+    let zone_id = created
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .ok_or_else(|| anyhow::anyhow!("CreateHostedZone named no zone"))?;
+    let record = format!("shop.{zone}");
+
+    let text = std::fs::read_to_string(halo_e2e::repo_root().join("config/samples/dns.yaml"))?;
+    let mut value: serde_json::Value = serde_saphyr::from_str(&text)?;
+    halo_e2e::merge(
+        &mut value,
+        &json!({"metadata": {"namespace": ns.name},
+                "spec": {"ingress": {"host": record}, "dns": {"zoneName": zone, "recordName": record}}}),
+    );
+    let app: HighlyAvailableApp = serde_json::from_value(value)?;
+    let name = app.name_any();
+    let started = Instant::now();
+    create_app(&client, &app).await?;
+
+    let pending = wait_condition(&client, &ns.name, &name, "DNSReady", "False", CONVERGE).await?;
+    assert_eq!(
+        condition(&pending, "DNSReady").map(|c| (c.1, c.2)),
+        Some((
+            "LoadBalancerPending".to_string(),
+            format!("waiting for the ALB's hostname before writing {record}")
+        ))
+    );
+    assert_eq!(zone_records(&r53, &zone_id).await?, Vec::<String>::new());
+
+    // Play the AWS Load Balancer Controller.
+    let patched = Instant::now();
+    kubectl(&[
+        "-n",
+        &ns.name,
+        "patch",
+        "ingress",
+        &name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &json!({"status": {"loadBalancer": {"ingress": [{"hostname": ALB}]}}}).to_string(),
+    ])
+    .await?;
+    let dns_ready = wait_condition(&client, &ns.name, &name, "DNSReady", "True", CONVERGE).await?;
+    let dns_in = patched.elapsed();
+    let ready = wait_condition(&client, &ns.name, &name, "Ready", "True", CONVERGE).await?;
+    let ready_in = started.elapsed();
+
+    // Converged: over a resync period halo writes nothing to Kubernetes and only reads Route
+    // 53 (moto's request log: GETs only; every Route 53 change is a POST or DELETE).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let moto_log = halo_e2e::state_dir().join("logs/moto.log");
+    let moto_mark = std::fs::metadata(&moto_log).map(|m| m.len()).unwrap_or(0);
+    let mark = audit::mark();
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS + 5)).await;
+    let own = format!("/namespaces/{}/", ns.name);
+    let writes: Vec<_> = audit::since(mark, halo_e2e::HALO_USER_AGENT)?
+        .into_iter()
+        .filter(|e| e.request_uri.contains(&own) && audit::is_write(e))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "halo wrote during steady state: {writes:?}"
+    );
+    let route53: Vec<String> = {
+        let bytes = std::fs::read(&moto_log)?;
+        let start = usize::try_from(moto_mark)?.min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..])
+            .lines()
+            .filter(|l| l.contains(" /2013-04-01/"))
+            .map(str::to_string)
+            .collect()
+    };
+    let changes: Vec<&String> = route53.iter().filter(|l| !l.contains("\"GET ")).collect();
+    assert!(
+        changes.is_empty(),
+        "halo changed Route 53 during steady state: {changes:?}"
+    );
+    assert!(
+        !route53.is_empty(),
+        "halo must keep reading the health check status of a converged record"
+    );
+    println!(
+        "s10: steady state over {} s: 0 Kubernetes writes in the app's namespace, {} Route 53 reads, 0 Route 53 changes",
+        RESYNC_SECONDS + 5,
+        route53.len()
+    );
+    let status = ready.status.clone().unwrap_or_default();
+    let dns = status
+        .dns
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("status.dns missing"))?;
+    let hc = dns
+        .health_check_id
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("status.dns has no health check"))?;
+    assert_eq!(
+        (
+            dns.hosted_zone_id.as_str(),
+            dns.record_name.as_str(),
+            dns.set_identifier.as_deref()
+        ),
+        (zone_id.as_str(), record.as_str(), Some("us-east-1"))
+    );
+    assert_eq!(
+        condition(&dns_ready, "DNSReady").map(|c| (c.1, c.2)),
+        Some((
+            "HealthCheckHealthy".to_string(),
+            format!(
+                "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
+            )
+        ))
+    );
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}.");
+    assert_eq!(
+        zone_records(&r53, &zone_id).await?,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY \"heritage=halo,owner=us-east-1,resource={}/shop\" hc=-",
+                ns.name
+            ),
+            format!("{record}. A set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+            format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+        ]
+    );
+    let check = r53.get_health_check().health_check_id(&hc).send().await?;
+    let config = check
+        .health_check()
+        .and_then(|h| h.health_check_config())
+        .ok_or_else(|| anyhow::anyhow!("health check {hc} has no config"))?;
+    assert_eq!(
+        (
+            config.r#type().as_str(),
+            config.fully_qualified_domain_name(),
+            config.port(),
+            config.resource_path(),
+            config.request_interval(),
+            config.failure_threshold()
+        ),
+        (
+            "HTTP",
+            Some(ALB),
+            Some(80),
+            Some("/healthz"),
+            Some(10),
+            Some(3)
+        )
+    );
+    // The checkers send `Host: <ALB>`: the Ingress routes exactly the health path for it.
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns.name)
+        .get(&name)
+        .await?;
+    let rules: Vec<(Option<String>, Option<String>, String)> = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let path = r.http.and_then(|h| h.paths.into_iter().next());
+            (
+                r.host,
+                path.as_ref().and_then(|p| p.path.clone()),
+                path.map(|p| p.path_type).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            (Some(record.clone()), Some("/".into()), "Prefix".into()),
+            (Some(ALB.into()), Some("/healthz".into()), "Exact".into()),
+        ]
+    );
+    // `kubectl get haapp` shows the record's URL.
+    let url = kubectl(&[
+        "-n",
+        &ns.name,
+        "get",
+        "haapp",
+        &name,
+        "-o",
+        "custom-columns=URL:.status.endpoints.url",
+        "--no-headers",
+    ])
+    .await?;
+    assert_eq!(url.trim(), format!("http://{record}"));
+    let table = kubectl(&["-n", &ns.name, "get", "haapp", &name]).await?;
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("URL"))
+            && table.contains(&format!("http://{record}")),
+        "{table}"
+    );
+
+    let apps: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), &ns.name);
+    let deleted = Instant::now();
+    apps.delete(&name, &DeleteParams::default()).await?;
+    wait_for(
+        "the app to be deleted after its Route 53 cleanup",
+        CONVERGE,
+        || {
+            let (apps, name) = (apps.clone(), name.clone());
+            async move { Ok(apps.get_opt(&name).await?.is_none().then_some(())) }
+        },
+    )
+    .await?;
+    let deleted_in = deleted.elapsed();
+    assert_eq!(zone_records(&r53, &zone_id).await?, Vec::<String>::new());
+    let gone = r53.get_health_check().health_check_id(&hc).send().await;
+    assert!(gone.is_err(), "health check {hc} must be deleted: {gone:?}");
+    println!(
+        "s10: DNSReady=True {dns_in:?} after the ALB hostname appeared; Ready {ready_in:?} after create; deletion with Route 53 cleanup {deleted_in:?}"
+    );
+    r53.delete_hosted_zone().id(&zone_id).send().await?;
     ns.cleanup().await
 }

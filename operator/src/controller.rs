@@ -31,15 +31,15 @@ use tracing::{info, warn};
 use crate::apply::{Outcome, apply_one, prune_one};
 use crate::aws::{Aws, AwsConfig};
 use crate::crd::{HighlyAvailableApp, HighlyAvailableAppStatus};
-use crate::meta::{APP_LABEL, FIELD_MANAGER, ZONE_LABEL};
+use crate::meta::{APP_LABEL, FIELD_MANAGER, Owner, ZONE_LABEL};
 use crate::render::secret::connection_secret_name;
-use crate::render::{Children, render_with};
+use crate::render::{Children, render_observed};
 use crate::status::rebalance::{pick_eviction, schedulable_zones, settled_pods};
 use crate::status::zones::PodPlacement;
 use crate::status::{
-    self, CACHE_READY, COMPUTE_READY, DATABASE_READY, Observed, READY, ZONE_RESILIENT,
+    self, CACHE_READY, COMPUTE_READY, DATABASE_READY, DNS_READY, Observed, READY, ZONE_RESILIENT,
 };
-use crate::validate::{owner_of, validate};
+use crate::validate::{ValidatedApp, owner_of, validate_in};
 use crate::{Error, Result};
 
 /// Operator settings.
@@ -146,41 +146,83 @@ pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Resul
     }
 }
 
+/// Validates the app for this operator: the region (the default DNS set identifier) is
+/// looked up only for apps with `spec.dns`.
+async fn validate_app(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    owner: Owner,
+) -> Result<ValidatedApp> {
+    let region = match &app.spec.dns {
+        Some(_) => ctx.aws.region().await,
+        None => ctx.aws.config.region.clone(),
+    };
+    validate_in(app, owner, region.as_deref())
+}
+
+/// The ALB hostname the AWS Load Balancer Controller put into the Ingress status.
+pub fn alb_hostname(ingress: Option<&Ingress>) -> Option<String> {
+    ingress?
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .iter()
+        .find_map(|i| i.hostname.clone())
+        .filter(|h| !h.is_empty())
+}
+
 /// Reconciles one app; returns when to look at it again.
 async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Duration> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
     let old = app.status.as_ref();
-    let mut aws_step = aws_steps::AwsStep::default();
-    let checked = validate(app, owner.clone()).and_then(|v| {
-        let needs_secret = aws_steps::needs_finalizer(&v);
+    let name = owner.name.clone();
+    let ingress = ctx.caches.ingresses.get(&ObjectRef::new(&name).within(&ns));
+    let load_balancer = alb_hostname(ingress.as_deref());
+    let checked = validate_app(ctx, app, owner.clone()).await.and_then(|v| {
+        let needs_secret = v.database.is_some() || v.cache.is_some();
         ctx.caches.secrets.check(v, needs_secret)
     });
-    let result = match checked {
-        Ok(validated) => {
-            // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
-            let prepared = if aws_steps::needs_finalizer(&validated) {
-                match aws_steps::add_finalizer(&ctx.client, app).await {
-                    Ok(()) => {
-                        // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
-                        aws_step = Box::pin(aws_steps::ensure_all(&ctx.aws, &validated)).await;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                Ok(())
-            };
-            match prepared {
-                Ok(()) => {
-                    let connection = aws_steps::connection(&aws_step.observed, old);
-                    let children = render_with(&validated, &connection);
-                    apply_children(ctx, &ns, &owner.uid, &children, app)
-                        .await
-                        .map(|()| validated)
-                }
-                Err(e) => Err(e),
+    let validated = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            // Only halo can judge this part of the spec: say so on Ready, keep the rest.
+            let new = status::refused(old, app.metadata.generation, &e, &Time(Timestamp::now()));
+            if old != Some(&new) {
+                patch_status(ctx, app, &ns, &new).await?;
             }
+            publish_failure(ctx, app, &e).await;
+            return Err(e);
+        }
+    };
+    let mut aws_step = aws_steps::AwsStep::default();
+    // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
+    let prepared = if aws_steps::needs_aws(&validated, old) {
+        match aws_steps::add_finalizer(&ctx.client, app).await {
+            Ok(()) => {
+                // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
+                aws_step = Box::pin(aws_steps::ensure_all(
+                    &ctx.aws,
+                    &validated,
+                    load_balancer.as_deref(),
+                    old,
+                ))
+                .await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        Ok(())
+    };
+    let result = match prepared {
+        Ok(()) => {
+            let connection = aws_steps::connection(&aws_step.observed, old);
+            let children = render_observed(&validated, &connection, load_balancer.as_deref());
+            apply_children(ctx, &ns, &owner.uid, &children, app).await
         }
         Err(e) => Err(e),
     };
@@ -189,27 +231,15 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         .as_ref()
         .err()
         .map(|e| (e.metric_label(), e.to_string()));
-    // Status needs a validated app even when applying failed; a spec that did not validate
-    // has only its error to report.
-    let validated = match &result {
-        Ok(v) => v.clone(),
-        Err(_) => match validate(app, owner.clone()) {
-            Ok(v) => v,
-            Err(e) => {
-                publish_failure(ctx, app, &e).await;
-                return Err(e);
-            }
-        },
-    };
 
-    let name = &owner.name;
-    let child = |kind_store: &Store<Deployment>| kind_store.get(&ObjectRef::new(name).within(&ns));
-    let deployment = child(&ctx.caches.deployments);
-    let ingress = ctx.caches.ingresses.get(&ObjectRef::new(name).within(&ns));
+    let deployment = ctx
+        .caches
+        .deployments
+        .get(&ObjectRef::new(&name).within(&ns));
     let observed = Observed {
         deployment: deployment.as_deref(),
         ingress: ingress.as_deref(),
-        pods: placements(&ctx.caches, &ns, name),
+        pods: placements(&ctx.caches, &ns, &name),
         cluster_zones: cluster_zones(&ctx.caches),
         error,
     };
@@ -228,11 +258,15 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         publish_transitions(ctx, app, old, &new).await;
     }
     let mut next = ctx.config.resync;
-    if aws_steps::needs_finalizer(&validated) {
+    if aws_steps::needs_aws(&validated, old) {
         next = next.min(aws_steps::poll_interval(
             &aws_step.observed,
             &ctx.config.aws,
         ));
+    }
+    if validated.dns.is_some() && load_balancer.is_some() {
+        // Route 53 reports health changes to nobody: read the health check status again soon.
+        next = next.min(aws_steps::DNS_HEALTH_RECHECK);
     }
     if result.is_ok() && !condition_true(&new, ZONE_RESILIENT) {
         // A recovering zone is not announced by any watched object: look again soon.
@@ -260,15 +294,37 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
 async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
-    let validated = match validate(app, owner) {
+    let checked = validate_app(ctx, app, owner.clone()).await.and_then(|v| {
+        let needs_secret = v.database.is_some() || v.cache.is_some();
+        ctx.caches.secrets.check(v, needs_secret)
+    });
+    let validated = match checked {
         Ok(v) => v,
+        // A DNS section that no longer resolves (the region is gone) must not block the
+        // deletion: what halo wrote is in status.dns, and that is cleaned up.
+        Err(e) if app.spec.dns.is_some() => {
+            let mut without_dns = app.clone();
+            without_dns.spec.dns = None;
+            match validate_in(&without_dns, owner, ctx.aws.config.region.as_deref()) {
+                Ok(v) => v,
+                Err(_) => {
+                    publish_failure(ctx, app, &e).await;
+                    return Err(e);
+                }
+            }
+        }
         Err(e) => {
             publish_failure(ctx, app, &e).await;
             return Err(e);
         }
     };
-    let step = if aws_steps::needs_finalizer(&validated) {
-        Box::pin(aws_steps::cleanup_all(&ctx.aws, &validated)).await
+    let step = if aws_steps::needs_aws(&validated, app.status.as_ref()) {
+        Box::pin(aws_steps::cleanup_all(
+            &ctx.aws,
+            &validated,
+            app.status.as_ref(),
+        ))
+        .await
     } else {
         aws_steps::AwsStep {
             done: true,
@@ -533,7 +589,7 @@ async fn rebalance(
     ctx: &Context,
     app: &HighlyAvailableApp,
     ns: &str,
-    validated: &crate::validate::ValidatedApp,
+    validated: &ValidatedApp,
 ) -> Result<()> {
     let name = &validated.owner.name;
     let pods = ctx.caches.pods.state();
@@ -586,7 +642,13 @@ async fn publish_transitions(
     old: Option<&HighlyAvailableAppStatus>,
     new: &HighlyAvailableAppStatus,
 ) {
-    for type_ in [READY, ZONE_RESILIENT, DATABASE_READY, CACHE_READY] {
+    for type_ in [
+        READY,
+        ZONE_RESILIENT,
+        DATABASE_READY,
+        CACHE_READY,
+        DNS_READY,
+    ] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))

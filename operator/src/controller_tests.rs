@@ -12,6 +12,7 @@ use super::*;
 use crate::apply::with_hash;
 use crate::render::fixtures::{FULL, SMALL, app as parse_app};
 use crate::render::render;
+use crate::validate::validate;
 
 /// Requests seen by the fake API server: (method, path and query).
 type Seen = Arc<Mutex<Vec<(String, String)>>>;

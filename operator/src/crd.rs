@@ -437,6 +437,9 @@ pub struct IngressSpec {
     #[serde(default)]
     pub ssl_redirect: bool,
     /// Share one ALB between Ingresses with the same group name (`alb.ingress.kubernetes.io/group.name`).
+    /// Route 53 health checks reach the ALB by its own hostname: apps of one group that have a
+    /// Route 53 health check need distinct `dns.healthCheck.path`s, or the ALB sends every such
+    /// check to the app whose rule comes first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(max = 63))]
     pub group_name: Option<String>,
@@ -475,8 +478,8 @@ pub struct HighlyAvailableAppStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready (all of the others), ComputeReady, IngressReady, ZoneResilient, DatabaseReady,
-    /// CacheReady.
+    /// Ready (all of the others), ComputeReady, IngressReady, DNSReady, ZoneResilient,
+    /// DatabaseReady, CacheReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Pods of the current Deployment (for the scale subresource).
@@ -500,6 +503,9 @@ pub struct HighlyAvailableAppStatus {
     /// Secret with the database and cache endpoints, loaded into the app's environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret: Option<String>,
+    /// The Route 53 record set and health check halo wrote for `spec.dns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::crd_dns::DnsStatus>,
 }
 
 /// Ready pods in one zone.
@@ -516,7 +522,8 @@ pub struct ZoneStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
-    /// Public URL of the app (`https://` when a certificate is set).
+    /// Public URL of the app (`https://` when a certificate is set): `spec.dns.recordName`
+    /// once halo wrote the record, else `spec.ingress.host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// DNS name of the ALB, once the AWS Load Balancer Controller has provisioned it.

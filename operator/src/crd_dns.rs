@@ -202,6 +202,23 @@ impl Default for DnsHealthCheck {
     }
 }
 
+/// The Route 53 record set halo wrote for the app. halo cleans it up from here when
+/// `spec.dns` moves to another name, zone or set identifier, or is removed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsStatus {
+    /// Hosted zone holding the record.
+    pub hosted_zone_id: String,
+    /// Name of the record, without the trailing dot.
+    pub record_name: String,
+    /// Set identifier of the record (failover, weighted and latency routing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    /// The Route 53 health check attached to the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+}
+
 /// Which hosted zone, as the user named it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ZoneRef {

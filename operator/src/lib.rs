@@ -13,7 +13,9 @@
 //!                     ├─> Service (ClusterIP, ALB target-type ip)
 //!                     ├─> PodDisruptionBudget
 //!                     ├─> HorizontalPodAutoscaler   (only with spec.autoscaling)
-//!                     └─> Ingress (AWS Load Balancer Controller) (only with spec.ingress)
+//!                     ├─> Ingress (AWS Load Balancer Controller) (only with spec.ingress)
+//!                     └─> Route 53 record + health check on the ALB (only with spec.dns,
+//!                         once the Ingress status has the ALB hostname)
 //! ```
 #![forbid(unsafe_code)]
 

@@ -14,7 +14,7 @@ use halo::crd::HighlyAvailableApp;
 use halo::http::Health;
 use halo::leader::{Ended, LeaseConfig, run_as_leader};
 use halo::render::render;
-use halo::validate::{owner_of, validate};
+use halo::validate::{owner_of, validate_in};
 use tracing::warn;
 
 /// User agent of every request halo makes to the API server.
@@ -32,8 +32,6 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-// Parsed once at start-up; the size of the Run variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
     Run {
@@ -66,8 +64,9 @@ enum Command {
         /// apps elsewhere that need one. Empty: all namespaces.
         #[arg(long, env = "HALO_SECRET_NAMESPACES", value_delimiter = ',', num_args = 0..)]
         secret_namespaces: Vec<String>,
+        // Boxed: the AWS settings dwarf the other commands' arguments.
         #[command(flatten)]
-        aws: AwsArgs,
+        aws: Box<AwsArgs>,
     },
     /// Print the HighlyAvailableApp CustomResourceDefinition as YAML.
     Crd,
@@ -89,7 +88,8 @@ enum Command {
 /// until an app with a database or a cache needs one.
 #[derive(clap::Args)]
 struct AwsArgs {
-    /// AWS region of the databases and caches (default: the SDK's chain, e.g. AWS_REGION).
+    /// AWS region of the databases and caches, and the default DNS set identifier and cluster
+    /// id (default: the SDK's chain, e.g. AWS_REGION).
     #[arg(long = "aws-region", env = "HALO_AWS_REGION")]
     region: Option<String>,
     /// DB subnet group for Aurora clusters whose spec names none.
@@ -110,6 +110,11 @@ struct AwsArgs {
     /// Seconds between looks at AWS once everything is available.
     #[arg(long, env = "HALO_AWS_POLL_STABLE_SECONDS", default_value_t = 300)]
     aws_poll_stable_seconds: u64,
+    /// Names this halo installation in the Route 53 ownership records (default: the region).
+    /// Installations that write records into one hosted zone need distinct ids; a cluster
+    /// that replaces another keeps its id to keep its records.
+    #[arg(long, env = "HALO_CLUSTER_ID")]
+    cluster_id: Option<String>,
 }
 
 impl AwsArgs {
@@ -128,6 +133,10 @@ impl AwsArgs {
             cache_security_groups: non_empty(self.cache_security_groups),
             poll_busy: Duration::from_secs(self.aws_poll_busy_seconds.max(1)),
             poll_stable: Duration::from_secs(self.aws_poll_stable_seconds.max(1)),
+            cluster_id: self
+                .cluster_id
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty()),
         }
     }
 }
@@ -310,6 +319,9 @@ fn crd_yaml() -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(&HighlyAvailableApp::crd())?)
 }
 
+/// Stands in for the operator's region in `halo render`.
+const RENDER_REGION: &str = "<operator region>";
+
 /// Renders every HighlyAvailableApp in `text`, refusing specs the API server would refuse.
 fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Result<String> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).context("parsing YAML")?;
@@ -333,7 +345,8 @@ fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Resul
             );
         }
         let owner = owner_of(&app, namespace, Some("<uid assigned by the API server>"))?;
-        let validated = validate(&app, owner)?;
+        // The region only defaults the DNS set identifier, which renders into no object.
+        let validated = validate_in(&app, owner, Some(RENDER_REGION))?;
         objects.extend(render(&validated).to_values()?);
     }
     if objects.is_empty() {
@@ -428,6 +441,13 @@ mod tests {
         assert_eq!(config.cache_security_groups, Vec::<String>::new());
         assert_eq!(config.poll_busy, Duration::from_secs(5));
         assert_eq!(config.poll_stable, Duration::from_secs(300));
+        assert_eq!(config.cluster_id, None);
+        let cli =
+            Cli::try_parse_from(["halo", "run", "--cluster-id", "prod-east"]).expect("parses");
+        let Command::Run { aws, .. } = cli.command else {
+            panic!("run command expected");
+        };
+        assert_eq!(aws.config().cluster_id.as_deref(), Some("prod-east"));
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.

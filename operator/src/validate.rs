@@ -9,6 +9,7 @@ use kube::ResourceExt;
 
 use crate::crd::{HealthCheck, HighlyAvailableApp, IngressSpec};
 use crate::crd_data::{CacheSpec, DatabaseSpec};
+use crate::crd_dns::ValidatedDns;
 use crate::meta::Owner;
 use crate::{Error, Result};
 
@@ -68,6 +69,8 @@ pub struct ValidatedApp {
     /// Aurora settings, with `databaseName` resolved.
     pub database: Option<DatabaseSpec>,
     pub cache: Option<CacheSpec>,
+    /// The Route 53 record and health check, with the set identifier and health path resolved.
+    pub dns: Option<ValidatedDns>,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -96,8 +99,19 @@ pub fn owner_of(
     })
 }
 
-/// Resolves the spec into a [`ValidatedApp`].
+/// Resolves the spec into a [`ValidatedApp`], for an operator whose region is unknown (a
+/// `spec.dns` that needs the region is refused).
 pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> {
+    validate_in(app, owner, None)
+}
+
+/// Resolves the spec into a [`ValidatedApp`] for an operator in `region`, the default of
+/// `spec.dns.setIdentifier`.
+pub fn validate_in(
+    app: &HighlyAvailableApp,
+    owner: Owner,
+    region: Option<&str>,
+) -> Result<ValidatedApp> {
     let spec = &app.spec;
     if owner.name.len() > 63 || !is_dns1035_label(&owner.name) {
         return Err(invalid(
@@ -123,6 +137,11 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
     names.sort();
     names.dedup();
     let owner_name = owner.name.clone();
+    let dns = spec
+        .dns
+        .as_ref()
+        .map(|d| d.validate(&spec.health_check.path, region))
+        .transpose()?;
     Ok(ValidatedApp {
         owner,
         image: spec.image.clone(),
@@ -151,6 +170,7 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
             db
         }),
         cache: spec.cache.clone(),
+        dns,
     })
 }
 

@@ -1,7 +1,11 @@
-//! Whole reconciles of an app with a database and a cache: a mocked Kubernetes API server
-//! (records every request) and the AWS emulator (moto, `AWS_ENDPOINT_URL`). Pins down the
-//! finalizer, the connection Secret and the Deployment's use of it, the status, the calls a
-//! stable app costs, and deletion under the finalizer.
+//! Whole reconciles of an app with a database and a cache, or with a Route 53 record: a mocked
+//! Kubernetes API server (records every request) and the AWS emulator (moto,
+//! `AWS_ENDPOINT_URL`). Pins down the finalizer, the connection Secret and the Deployment's use
+//! of it, the DNS record and health check, the status, the calls a stable app costs, and
+//! deletion under the finalizer.
+//!
+//! moto answers GetHealthCheckStatus with healthy checkers, always: the unhealthy path runs
+//! with a small fake of that one read (`FakeCheckers`), everything else against moto.
 
 mod aws_support;
 
@@ -16,6 +20,7 @@ use halo::crd::HighlyAvailableApp;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -126,6 +131,9 @@ struct Cluster {
     services: Writer<Service>,
     pdbs: Writer<PodDisruptionBudget>,
     secrets: Writer<Secret>,
+    ingresses: Writer<Ingress>,
+    /// The ALB hostname the (simulated) AWS Load Balancer Controller put into Ingress statuses.
+    load_balancer: Option<String>,
 }
 
 /// Caches with three ready nodes, one per zone, and three ready pods of `app` on them.
@@ -134,7 +142,7 @@ fn cluster(ns: &str, app: &str) -> Cluster {
     let (services, svw) = reflector::store();
     let (pdbs, pdw) = reflector::store();
     let (hpas, _) = reflector::store();
-    let (ingresses, _) = reflector::store();
+    let (ingresses, iw) = reflector::store();
     let (pods, mut pw) = reflector::store::<Pod>();
     let (nodes, mut nw) = reflector::store::<Node>();
     let (secrets, sw) = reflector::store();
@@ -171,6 +179,8 @@ fn cluster(ns: &str, app: &str) -> Cluster {
         services: svw,
         pdbs: pdw,
         secrets: sw,
+        ingresses: iw,
+        load_balancer: None,
     }
 }
 
@@ -185,6 +195,12 @@ impl Cluster {
             if r.path.contains("/poddisruptionbudgets/") {
                 let p: PodDisruptionBudget = serde_json::from_value(r.body.clone()).expect("pdb");
                 self.pdbs.apply_watcher_event(&watcher::Event::Apply(p));
+            }
+            if r.path.contains("/ingresses/") {
+                let mut ingress: Ingress = serde_json::from_value(r.body.clone()).expect("ingress");
+                ingress.status = self.ingress_status();
+                self.ingresses
+                    .apply_watcher_event(&watcher::Event::Apply(ingress));
             }
             if r.path.contains("/secrets/") {
                 let s: Secret = serde_json::from_value(r.body.clone()).expect("secret");
@@ -202,6 +218,31 @@ impl Cluster {
                     .apply_watcher_event(&watcher::Event::Apply(d));
             }
         }
+    }
+}
+
+impl Cluster {
+    fn ingress_status(&self) -> Option<k8s_openapi::api::networking::v1::IngressStatus> {
+        let hostname = self.load_balancer.as_ref()?;
+        Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"hostname": hostname}]}}))
+                .expect("ingress status"),
+        )
+    }
+
+    /// Plays the AWS Load Balancer Controller: the ALB exists, its hostname is in the status
+    /// of the app's Ingress (already applied by halo).
+    fn provision_alb(&mut self, ns: &str, name: &str, hostname: &str) {
+        self.load_balancer = Some(hostname.to_string());
+        let mut ingress = (*self
+            .caches
+            .ingresses
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+            .expect("the Ingress was applied"))
+        .clone();
+        ingress.status = self.ingress_status();
+        self.ingresses
+            .apply_watcher_event(&watcher::Event::Apply(ingress));
     }
 }
 
@@ -483,4 +524,830 @@ async fn apps_without_aws_sections_never_call_aws() {
     converge(&api, &mut cluster, &ctx).await;
     assert_eq!(aws.calls().snapshot(), BTreeMap::new());
     assert_eq!(api.app().metadata.finalizers, None);
+}
+
+// ---- spec.dns: the Route 53 record and health check of the app's ALB ----
+
+const ALB: &str = "k8s-shop-shop-0a1b2c3d4e-1111111111.us-east-1.elb.amazonaws.com";
+const WEST_ALB: &str = "k8s-shop-shop-5f6a7b8c9d-2222222222.us-west-2.elb.amazonaws.com";
+
+/// A fresh public hosted zone `<unique>.example.com`; returns (id, name). Created with the
+/// plain SDK client, so it is not counted among halo's Route 53 requests.
+async fn hosted_zone(aws: &Aws) -> (String, String) {
+    let name = format!("{}.example.com", unique("z"));
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .create_hosted_zone()
+        .name(format!("{name}."))
+        .caller_reference(unique("zone-"))
+        .send()
+        .await
+        .expect("create hosted zone");
+    let id = out
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .expect("zone id");
+    (id, name)
+}
+
+/// An app `shop` with an internet-facing Ingress for `record` and the `role` (primary or
+/// secondary) failover record of `record` in the zone `zone_id`, health-checked every 10 s on
+/// /healthz.
+fn dns_app(ns: &str, zone_id: &str, record: &str, role: &str) -> HighlyAvailableApp {
+    let yaml = format!(
+        "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: {ns}, uid: {uid}, generation: 1, resourceVersion: \"7\"}}\nspec:\n  image: registry.example.com/shop:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n  healthCheck: {{path: /healthz}}\n  ingress: {{host: {record}, scheme: internet-facing}}\n  dns: {{hostedZoneId: {zone_id}, recordName: {record}, routing: failover, role: {role}, healthCheck: {{intervalSeconds: 10}}}}\n",
+        uid = unique("uid-")
+    );
+    let app: HighlyAvailableApp = serde_saphyr::from_str(&yaml).expect("app parses");
+    if let Err(e) = app.validate_cel() {
+        panic!("test app is invalid: {e:?}");
+    }
+    app
+}
+
+/// Every record set of the zone except NS and SOA, one stable line each.
+async fn zone_records(aws: &Aws, zone_id: &str) -> Vec<String> {
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .max_items(300)
+        .send()
+        .await
+        .expect("list records");
+    let mut lines: Vec<String> = out
+        .resource_record_sets()
+        .iter()
+        .filter(|r| !matches!(r.r#type().as_str(), "NS" | "SOA"))
+        .map(|r| {
+            let mut s = format!("{} {}", r.name(), r.r#type().as_str());
+            if let Some(id) = r.set_identifier() {
+                s += &format!(" set={id}");
+            }
+            if let Some(f) = r.failover() {
+                s += &format!(" failover={}", f.as_str());
+            }
+            match r.alias_target() {
+                Some(a) => {
+                    s += &format!(
+                        " alias={}:{} evaluate={}",
+                        a.hosted_zone_id(),
+                        a.dns_name(),
+                        a.evaluate_target_health()
+                    )
+                }
+                None => {
+                    let values: Vec<&str> =
+                        r.resource_records().iter().map(|v| v.value()).collect();
+                    s += &format!(" ttl={} {}", r.ttl().unwrap_or(0), values.join(","));
+                }
+            }
+            if let Some(hc) = r.health_check_id() {
+                s += &format!(" hc={hc}");
+            }
+            s
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Route 53 requests since `before` (a snapshot of the call log), per API.
+fn route53_since(aws: &Aws, before: &BTreeMap<&'static str, u64>) -> BTreeMap<&'static str, u64> {
+    aws.route53_calls()
+        .counts()
+        .into_iter()
+        .filter_map(|(api, n)| {
+            let delta = n - before.get(api).copied().unwrap_or(0);
+            (delta > 0).then_some((api, delta))
+        })
+        .collect()
+}
+
+/// (reason, note) of the Events among `requests`.
+fn events(requests: &[Seen]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+        .map(|r| {
+            (
+                r.body["reason"].as_str().unwrap_or_default().to_string(),
+                r.body["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The health checks of the emulator whose id is `id` (0 or 1), as (type, fqdn, port, path,
+/// interval, threshold).
+async fn health_check(aws: &Aws, id: &str) -> Option<(String, String, i32, String, i32, i32)> {
+    let out = aws
+        .route53()
+        .await
+        .client()
+        .get_health_check()
+        .health_check_id(id)
+        .send()
+        .await
+        .ok()?;
+    let c = out.health_check()?.health_check_config()?.clone();
+    Some((
+        c.r#type().as_str().to_string(),
+        c.fully_qualified_domain_name()
+            .unwrap_or_default()
+            .to_string(),
+        c.port().unwrap_or_default(),
+        c.resource_path().unwrap_or_default().to_string(),
+        c.request_interval().unwrap_or_default(),
+        c.failure_threshold().unwrap_or_default(),
+    ))
+}
+
+/// Until the ALB has a hostname halo writes nothing to Route 53 (not even a read) and reports
+/// DNSReady=False LoadBalancerPending; once the AWS Load Balancer Controller publishes it, the
+/// alias records, the ownership record and the health check appear, DNSReady and Ready turn
+/// True, and a further reconcile costs no Kubernetes request and four Route 53 reads.
+#[tokio::test]
+async fn dns_record_waits_for_the_alb_then_converges_healthy() {
+    let ns = unique("t");
+    let aws = Arc::new(aws().await);
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let app = dns_app(&ns, &zone_id, &record, "primary");
+    let api = fake_api(&app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+
+    // No ALB yet.
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    let first = api.take();
+    assert_eq!(
+        first[0].body,
+        json!({"metadata": {"finalizers": ["halo.dev/cleanup"], "resourceVersion": "7"}}),
+        "the finalizer goes on before anything is written to Route 53"
+    );
+    cluster.absorb(&first);
+    let (quiet, action) = converge(&api, &mut cluster, &ctx).await;
+    assert!(quiet.is_empty());
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert_eq!(aws.route53_calls().counts(), BTreeMap::new());
+    let waiting = api.app();
+    assert_eq!(
+        condition(&waiting, "DNSReady"),
+        (
+            "False",
+            "LoadBalancerPending",
+            format!("waiting for the ALB's hostname before writing {record}").as_str()
+        )
+    );
+    assert_eq!(waiting.status.as_ref().and_then(|s| s.dns.clone()), None);
+    assert_eq!(zone_records(&aws, &zone_id).await, Vec::<String>::new());
+
+    // The AWS Load Balancer Controller provisioned the ALB.
+    cluster.provision_alb(&ns, "shop", ALB);
+    let started = std::time::Instant::now();
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile with the ALB");
+    let written = api.take();
+    cluster.absorb(&written);
+    let converged_in = started.elapsed();
+    let app = api.app();
+    let status = app.status.clone().expect("status");
+    let dns = status.dns.clone().expect("status.dns");
+    let hc = dns.health_check_id.clone().expect("health check id");
+    assert_eq!(
+        dns,
+        halo::crd_dns::DnsStatus {
+            hosted_zone_id: zone_id.clone(),
+            record_name: record.clone(),
+            set_identifier: Some("us-east-1".into()),
+            health_check_id: Some(hc.clone()),
+        }
+    );
+    // The Ingress now also routes the Route 53 checkers (Host: the ALB hostname) to the app.
+    let ingress_patch = written
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.contains("/ingresses/"))
+        .expect("Ingress applied");
+    assert_eq!(
+        ingress_patch.body["spec"]["rules"][1],
+        json!({"host": ALB, "http": {"paths": [{"path": "/healthz", "pathType": "Exact",
+            "backend": {"service": {"name": "shop", "port": {"name": "http"}}}}]}})
+    );
+    let ev = |reason: &str, note: String| (reason.to_string(), note);
+    assert_eq!(
+        events(&written),
+        vec![
+            ev("Updated", "Ingress shop updated".into()),
+            ev(
+                "HealthCheckCreated",
+                format!("Route 53 health check {hc} created on http://{ALB}:80/healthz")
+            ),
+            ev(
+                "DNSRecordUpdated",
+                format!(
+                    "Route 53 record {record} (set us-east-1) in zone {zone_id} is an alias to the ALB (3 record sets written)"
+                )
+            ),
+            ev("Ready", "Ready=True: all conditions are True".into()),
+            ev(
+                "HealthCheckHealthy",
+                format!(
+                    "DNSReady=True: {record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
+                )
+            ),
+        ]
+    );
+    let (quiet, action) = converge(&api, &mut cluster, &ctx).await;
+    assert!(quiet.is_empty());
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let app = api.app();
+    assert_eq!(
+        condition(&app, "Ready"),
+        ("True", "Ready", "all conditions are True")
+    );
+    let (status_word, reason, message) = condition(&app, "DNSReady");
+    assert_eq!((status_word, reason), ("True", "HealthCheckHealthy"));
+    assert_eq!(
+        message,
+        format!(
+            "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/1 checkers healthy"
+        )
+    );
+    let endpoints = app
+        .status
+        .clone()
+        .and_then(|s| s.endpoints)
+        .expect("endpoints");
+    assert_eq!(endpoints.url, Some(format!("http://{record}")));
+    assert_eq!(endpoints.load_balancer.as_deref(), Some(ALB));
+
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={hc}");
+    assert_eq!(
+        zone_records(&aws, &zone_id).await,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""
+            ),
+            format!("{record}. A set=us-east-1 failover=PRIMARY {alias}"),
+            format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias}"),
+        ]
+    );
+    assert_eq!(
+        health_check(&aws, &hc).await,
+        Some((
+            "HTTP".to_string(),
+            ALB.to_string(),
+            80,
+            "/healthz".to_string(),
+            10,
+            3
+        ))
+    );
+
+    // Converged: no Kubernetes request, no Route 53 change, four reads.
+    let before = aws.route53_calls().counts();
+    let started = std::time::Instant::now();
+    let action = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("stable reconcile");
+    let stable_in = started.elapsed();
+    assert_eq!(paths(&api.take()), vec![]);
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let calls = route53_since(&aws, &before);
+    assert_eq!(
+        calls,
+        BTreeMap::from([
+            ("GetHealthCheck", 1),
+            ("GetHealthCheckStatus", 1),
+            ("ListResourceRecordSets", 2),
+        ])
+    );
+    assert!(
+        calls
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
+    println!(
+        "dns: first write in {converged_in:?} ({} Route 53 requests in all: {:?}); stable reconcile in {stable_in:?}",
+        aws.route53_calls().total(),
+        aws.route53_calls().counts()
+    );
+}
+
+/// An operator of its own (region, cluster id, checker reports) reconciling `app` to
+/// convergence, with the ALB `alb` provisioned after the first pass.
+struct Operator {
+    api: FakeApi,
+    cluster: Cluster,
+    ctx: Arc<Context>,
+    aws: Arc<Aws>,
+}
+
+async fn operator(app: &HighlyAvailableApp, aws: Aws, alb: &str) -> Operator {
+    let ns = app.metadata.namespace.clone().expect("namespace");
+    let aws = Arc::new(aws);
+    let api = fake_api(app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    converge(&api, &mut cluster, &ctx).await;
+    cluster.provision_alb(&ns, "shop", alb);
+    converge(&api, &mut cluster, &ctx).await;
+    Operator {
+        api,
+        cluster,
+        ctx,
+        aws,
+    }
+}
+
+fn dns_status(app: &HighlyAvailableApp) -> halo::crd_dns::DnsStatus {
+    app.status
+        .as_ref()
+        .and_then(|s| s.dns.clone())
+        .expect("status.dns")
+}
+
+/// Two halos, two regions, one hosted zone: east holds the primary record, west the
+/// secondary. Deleting east's app removes east's record sets and health check, and the finalizer
+/// goes in that same reconcile; west's record sets and health check are untouched.
+#[tokio::test]
+async fn deletion_removes_only_this_apps_records() {
+    let ns = unique("t");
+    let sdk = aws_support::sdk().await;
+    let east_aws = Aws::with_sdk_config(AwsConfig::default(), sdk.clone());
+    let (zone_id, zone) = hosted_zone(&east_aws).await;
+    let record = format!("shop.{zone}");
+    let west_aws = Aws::with_sdk_config(
+        AwsConfig {
+            region: Some("us-west-2".into()),
+            cluster_id: Some("west".into()),
+            ..AwsConfig::default()
+        },
+        sdk,
+    );
+    let east = operator(&dns_app(&ns, &zone_id, &record, "primary"), east_aws, ALB).await;
+    let west = operator(
+        &dns_app(&ns, &zone_id, &record, "secondary"),
+        west_aws,
+        WEST_ALB,
+    )
+    .await;
+    let east_hc = dns_status(&east.api.app())
+        .health_check_id
+        .expect("east health check");
+    let west_hc = dns_status(&west.api.app())
+        .health_check_id
+        .expect("west health check");
+    assert_ne!(east_hc, west_hc);
+    assert_eq!(condition(&west.api.app(), "DNSReady").0, "True");
+    let west_alias =
+        format!("alias=Z1H1FL5HABSF5:dualstack.{WEST_ALB}. evaluate=true hc={west_hc}");
+    let west_records = vec![
+        format!(
+            "_halo-owner.{record}. TXT set=us-west-2 failover=SECONDARY ttl=60 \"heritage=halo,owner=west,resource={ns}/shop\""
+        ),
+        format!("{record}. A set=us-west-2 failover=SECONDARY {west_alias}"),
+        format!("{record}. AAAA set=us-west-2 failover=SECONDARY {west_alias}"),
+    ];
+    let east_alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={east_hc}");
+    let mut both = west_records.clone();
+    both.extend([
+        format!("_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""),
+        format!("{record}. A set=us-east-1 failover=PRIMARY {east_alias}"),
+        format!("{record}. AAAA set=us-east-1 failover=PRIMARY {east_alias}"),
+    ]);
+    both.sort();
+    assert_eq!(zone_records(&east.aws, &zone_id).await, both);
+
+    let mut deleting = east.api.app();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let before = east.aws.route53_calls().counts();
+    let action = reconcile(Arc::new(deleting), east.ctx.clone())
+        .await
+        .expect("finalize");
+    assert_eq!(action, Action::await_change());
+    let requests = east.api.take();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| r.body.clone())
+            .collect::<Vec<_>>(),
+        vec![json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})],
+        "the finalizer goes once Route 53 confirmed the deletion, in the same reconcile"
+    );
+    assert_eq!(
+        events(&requests),
+        vec![(
+            "DNSRecordDeleted".to_string(),
+            format!("Route 53 record {record} deleted (3 record sets, 1 health checks)")
+        )]
+    );
+    assert_eq!(
+        route53_since(&east.aws, &before),
+        BTreeMap::from([
+            ("ChangeResourceRecordSets", 1),
+            ("DeleteHealthCheck", 1),
+            ("ListHealthChecks", 1),
+            ("ListResourceRecordSets", 2),
+        ])
+    );
+    assert_eq!(zone_records(&east.aws, &zone_id).await, west_records);
+    assert_eq!(health_check(&east.aws, &east_hc).await, None);
+    assert_eq!(
+        health_check(&east.aws, &west_hc).await,
+        Some((
+            "HTTP".to_string(),
+            WEST_ALB.to_string(),
+            80,
+            "/healthz".to_string(),
+            10,
+            3
+        ))
+    );
+    // West carries on: its next reconcile changes nothing.
+    let before = west.aws.route53_calls().counts();
+    reconcile(Arc::new(west.api.app()), west.ctx.clone())
+        .await
+        .expect("west reconcile");
+    assert_eq!(paths(&west.api.take()), vec![]);
+    assert!(
+        route53_since(&west.aws, &before)
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
+}
+
+/// Removing spec.dns from a live app deletes the record sets and health check it wrote (from
+/// status.dns) and drops DNSReady; after that the app costs no Route 53 request.
+#[tokio::test]
+async fn removing_dns_deletes_what_it_wrote() {
+    let ns = unique("t");
+    let aws = aws().await;
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let mut op = operator(&dns_app(&ns, &zone_id, &record, "primary"), aws, ALB).await;
+    let hc = dns_status(&op.api.app())
+        .health_check_id
+        .expect("health check");
+    assert_eq!(zone_records(&op.aws, &zone_id).await.len(), 3);
+
+    op.api
+        .app
+        .lock()
+        .expect("lock")
+        .get_mut("spec")
+        .and_then(|s| s.as_object_mut())
+        .map(|s| s.remove("dns"))
+        .expect("spec.dns was set");
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("reconcile without dns");
+    let requests = op.api.take();
+    op.cluster.absorb(&requests);
+    let deleted: Vec<(String, String)> = events(&requests)
+        .into_iter()
+        .filter(|(reason, _)| reason == "DNSRecordDeleted")
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![(
+            "DNSRecordDeleted".to_string(),
+            format!(
+                "Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)"
+            )
+        )]
+    );
+    assert_eq!(zone_records(&op.aws, &zone_id).await, Vec::<String>::new());
+    assert_eq!(health_check(&op.aws, &hc).await, None);
+    let app = op.api.app();
+    let status = app.status.clone().expect("status");
+    assert_eq!(status.dns, None);
+    assert!(status.conditions.iter().all(|c| c.type_ != "DNSReady"));
+    assert_eq!(
+        status.endpoints.and_then(|e| e.url),
+        Some(format!("http://{record}"))
+    );
+
+    let (_, action) = converge(&op.api, &mut op.cluster, &op.ctx).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let before = op.aws.route53_calls().counts();
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("stable reconcile");
+    assert_eq!(paths(&op.api.take()), vec![]);
+    assert_eq!(route53_since(&op.aws, &before), BTreeMap::new());
+}
+
+/// Route 53 checker reports from a fake: moto's GetHealthCheckStatus always answers healthy.
+#[derive(Debug, Default)]
+struct FakeCheckers {
+    reports: Mutex<Vec<String>>,
+}
+
+impl FakeCheckers {
+    fn set(&self, healthy: usize, failing: usize) {
+        let mut r = vec!["Success: HTTP Status Code 200, OK".to_string(); healthy];
+        r.extend(vec![
+            "Failure: HTTP Status Code 503, Service Unavailable"
+                .to_string();
+            failing
+        ]);
+        *self.reports.lock().expect("lock") = r;
+    }
+}
+
+impl halo::aws::CheckerReports for FakeCheckers {
+    fn reports<'a>(
+        &'a self,
+        _health_check_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, halo::Result<Vec<String>>> {
+        let reports = self.reports.lock().expect("lock").clone();
+        Box::pin(async move { Ok(reports) })
+    }
+}
+
+/// Unhealthy Route 53 checkers (1 of 8 healthy, under Route 53's 18%) keep DNSReady and Ready
+/// False with the numbers and a Warning Event; their recovery turns both True with a Normal
+/// Event. The status is re-read every 60 s. (The health status is a fake, see above; the
+/// record and health check are moto's.)
+#[tokio::test]
+async fn unhealthy_checkers_keep_the_app_not_ready_and_recovery_is_announced() {
+    let ns = unique("t");
+    let checkers = Arc::new(FakeCheckers::default());
+    checkers.set(1, 7);
+    let aws = aws().await.with_checker_reports(checkers.clone());
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let app = dns_app(&ns, &zone_id, &record, "primary");
+    let aws = Arc::new(aws);
+    let api = fake_api(&app);
+    let mut cluster = cluster(&ns, "shop");
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    converge(&api, &mut cluster, &ctx).await;
+    cluster.provision_alb(&ns, "shop", ALB);
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile with the ALB");
+    let requests = api.take();
+    cluster.absorb(&requests);
+    let app = api.app();
+    let hc = dns_status(&app).health_check_id.expect("health check");
+    let unhealthy = format!(
+        "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 1/8 checkers healthy, Route 53 needs more than 18%"
+    );
+    assert_eq!(
+        condition(&app, "DNSReady"),
+        ("False", "HealthCheckUnhealthy", unhealthy.as_str())
+    );
+    assert_eq!(
+        condition(&app, "Ready"),
+        ("False", "HealthCheckUnhealthy", "not ready: DNSReady")
+    );
+    assert!(
+        events(&requests).contains(&(
+            "HealthCheckUnhealthy".to_string(),
+            format!("DNSReady=False: {unhealthy}")
+        )),
+        "{:?}",
+        events(&requests)
+    );
+    let (_, action) = converge(&api, &mut cluster, &ctx).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+
+    checkers.set(8, 0);
+    let action = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("reconcile after recovery");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let requests = api.take();
+    let healthy = format!(
+        "{record} (alias A/AAAA to the ALB, set us-east-1); health check {hc}: 8/8 checkers healthy"
+    );
+    assert_eq!(
+        events(&requests),
+        vec![
+            (
+                "Ready".to_string(),
+                "Ready=True: all conditions are True".to_string()
+            ),
+            (
+                "HealthCheckHealthy".to_string(),
+                format!("DNSReady=True: {healthy}")
+            ),
+        ]
+    );
+    let app = api.app();
+    assert_eq!(
+        condition(&app, "DNSReady"),
+        ("True", "HealthCheckHealthy", healthy.as_str())
+    );
+    assert_eq!(condition(&app, "Ready").0, "True");
+    // Only the status changed: no Route 53 write for a change of health.
+    assert_eq!(
+        paths(&requests)
+            .into_iter()
+            .filter(|(m, _)| m != "POST")
+            .collect::<Vec<_>>(),
+        vec![(
+            "PATCH".to_string(),
+            format!("/apis/halo.dev/v1alpha1/namespaces/{ns}/highlyavailableapps/shop/status")
+        )]
+    );
+}
+
+/// A failover record without a set identifier, on an operator whose region is unknown: halo
+/// cannot default the set identifier. The reconcile fails with Ready=False InvalidSpec naming
+/// the field and a Warning Event, before any finalizer, child or Route 53 request.
+#[tokio::test]
+async fn dns_without_a_known_region_is_refused_on_ready() {
+    let ns = unique("t");
+    let app = dns_app(&ns, "Z0000000000000000000", "shop.example.com", "primary");
+    let api = fake_api(&app);
+    let cluster = cluster(&ns, "shop");
+    // No region anywhere: not configured, none in the SDK configuration.
+    let aws = Arc::new(Aws::with_sdk_config(
+        AwsConfig::default(),
+        aws_config::SdkConfig::builder().build(),
+    ));
+    let ctx = context(&api, &cluster, aws.clone()).await;
+    let err = reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect_err("refused");
+    let message = "invalid spec: spec.dns.setIdentifier: required with failover, weighted and latency routing; it defaults to the operator's region, which is unknown: set it, or run halo with AWS_REGION set";
+    assert_eq!(err.to_string(), message);
+    let requests = api.take();
+    assert_eq!(
+        paths(&requests)
+            .into_iter()
+            .filter(|(_, p)| !p.ends_with("/events") && !p.contains("/events/"))
+            .collect::<Vec<_>>(),
+        vec![(
+            "PATCH".to_string(),
+            format!("/apis/halo.dev/v1alpha1/namespaces/{ns}/highlyavailableapps/shop/status")
+        )]
+    );
+    assert_eq!(
+        events(&requests),
+        vec![("InvalidSpec".to_string(), message.to_string())]
+    );
+    let app = api.app();
+    assert_eq!(condition(&app, "Ready"), ("False", "InvalidSpec", message));
+    assert_eq!(app.metadata.finalizers, None);
+    assert_eq!(aws.route53_calls().total(), 0);
+    // Nothing changed: the next attempt writes no status again.
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect_err("still refused");
+    let again = api.take();
+    assert_eq!(
+        paths(&again)
+            .into_iter()
+            .filter(|(_, p)| !p.ends_with("/events") && !p.contains("/events/"))
+            .collect::<Vec<_>>(),
+        vec![]
+    );
+}
+
+/// Many DNS apps on one operator: GetHealthCheckStatus has a slow bucket of its own (here 2/s,
+/// burst 2, to keep the test short; Route 53's own is about 1/s per account). A round of
+/// reconciles of 12 converged apps at once does not queue 12 status reads behind each other:
+/// reads that would wait more than 2 s are skipped and the last reading stands. No reconcile
+/// fails, nothing is written, every app stays DNSReady=True.
+#[tokio::test]
+async fn many_dns_apps_skip_status_reads_instead_of_queueing() {
+    use halo::aws::ratelimit::{Backoff, GET_HEALTH_CHECK_STATUS, Limits, Rate};
+    const APPS: usize = 12;
+    let limits = Limits {
+        overall: Rate::new(50.0, 50),
+        operations: vec![(GET_HEALTH_CHECK_STATUS, Rate::new(2.0, 2))],
+        backoff: Backoff::default(),
+    };
+    let aws = Arc::new(aws().await.with_route53_limits(limits));
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let mut apps = Vec::new();
+    for i in 0..APPS {
+        let ns = unique("t");
+        let record = format!("shop{i}.{zone}");
+        // Distinct set identifiers: moto deletes by set identifier across names.
+        let yaml = serde_json::to_value(dns_app(&ns, &zone_id, &record, "primary")).expect("json");
+        let mut value = yaml;
+        value["spec"]["dns"]["setIdentifier"] = json!(format!("east-{i}"));
+        let app: HighlyAvailableApp = serde_json::from_value(value).expect("app");
+        let api = fake_api(&app);
+        let cluster = cluster(&ns, "shop");
+        let ctx = context(&api, &cluster, aws.clone()).await;
+        apps.push((ns, api, cluster, ctx));
+    }
+    let converged =
+        futures::future::join_all(apps.iter_mut().map(|(ns, api, cluster, ctx)| async move {
+            converge(api, cluster, ctx).await;
+            cluster.provision_alb(ns, "shop", ALB);
+            converge(api, cluster, ctx).await
+        }))
+        .await;
+    assert!(converged.iter().all(|(quiet, _)| quiet.is_empty()));
+    for (_, api, _, _) in &apps {
+        assert_eq!(condition(&api.app(), "DNSReady").0, "True");
+    }
+
+    // Let the status bucket refill its burst, then reconcile every app at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = aws.route53_calls().counts();
+    let started = std::time::Instant::now();
+    let actions = futures::future::join_all(
+        apps.iter()
+            .map(|(_, api, _, ctx)| reconcile(Arc::new(api.app()), ctx.clone())),
+    )
+    .await;
+    let round = started.elapsed();
+    assert!(
+        actions
+            .iter()
+            .all(|a| matches!(a, Ok(a) if *a == Action::requeue(Duration::from_secs(60)))),
+        "{actions:?}"
+    );
+    for (_, api, _, _) in &apps {
+        assert_eq!(paths(&api.take()), vec![]);
+        assert_eq!(condition(&api.app(), "DNSReady").0, "True");
+    }
+    let calls = route53_since(&aws, &before);
+    let reads = calls.get("GetHealthCheckStatus").copied().unwrap_or(0);
+    println!(
+        "dns: {APPS} apps reconciled at once in {round:?}: {reads} status reads, {} skipped; {calls:?}",
+        APPS as u64 - reads
+    );
+    // Burst 2 plus what 2/s refills within the 2 s a read may wait (0.5, 1, 1.5, 2 s): 6 of
+    // 12, or 7 when the round itself took long enough for one more token.
+    assert!((6..=7).contains(&reads), "{reads} status reads");
+    assert!(
+        calls
+            .keys()
+            .all(|api| is_read_only(&format!("route53:{api}")))
+    );
+    assert!(
+        round < Duration::from_secs(4),
+        "queueing every read would take 5 s: {round:?}"
+    );
+}
+
+/// Moving the record to another set identifier: halo writes the new slot, then deletes the
+/// record sets and health check of the old one (named by status.dns), in one reconcile.
+#[tokio::test]
+async fn moving_the_record_deletes_the_old_slot() {
+    let ns = unique("t");
+    let aws = aws().await;
+    let (zone_id, zone) = hosted_zone(&aws).await;
+    let record = format!("shop.{zone}");
+    let mut op = operator(&dns_app(&ns, &zone_id, &record, "primary"), aws, ALB).await;
+    let old_hc = dns_status(&op.api.app())
+        .health_check_id
+        .expect("health check");
+
+    op.api.app.lock().expect("lock")["spec"]["dns"]["setIdentifier"] = json!("blue");
+    reconcile(Arc::new(op.api.app()), op.ctx.clone())
+        .await
+        .expect("reconcile with the new set identifier");
+    let requests = op.api.take();
+    op.cluster.absorb(&requests);
+    let app = op.api.app();
+    let new = dns_status(&app);
+    let new_hc = new.health_check_id.clone().expect("new health check");
+    assert_ne!(new_hc, old_hc);
+    assert_eq!(new.set_identifier.as_deref(), Some("blue"));
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}. evaluate=true hc={new_hc}");
+    assert_eq!(
+        zone_records(&op.aws, &zone_id).await,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=blue failover=PRIMARY ttl=60 \"heritage=halo,owner=us-east-1,resource={ns}/shop\""
+            ),
+            format!("{record}. A set=blue failover=PRIMARY {alias}"),
+            format!("{record}. AAAA set=blue failover=PRIMARY {alias}"),
+        ]
+    );
+    assert_eq!(health_check(&op.aws, &old_hc).await, None);
+    // A repeated reason (DNSRecordUpdated, HealthCheckCreated) becomes a PATCH of the
+    // Event series of the first; the deletion is new.
+    assert!(
+        events(&requests).contains(&(
+            "DNSRecordDeleted".to_string(),
+            format!("Route 53 record {record} deleted, the spec no longer asks for it (3 record sets, 1 health checks)")
+        )),
+        "{:?}",
+        events(&requests)
+    );
+    assert_eq!(condition(&app, "DNSReady").0, "True");
+    let (quiet, _) = converge(&op.api, &mut op.cluster, &op.ctx).await;
+    assert!(quiet.is_empty());
 }

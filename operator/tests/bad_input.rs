@@ -138,6 +138,7 @@ fn samples_are_accepted() {
         include_str!("../../config/samples/small.yaml"),
         include_str!("../../config/samples/full.yaml"),
         include_str!("../../config/samples/data.yaml"),
+        include_str!("../../config/samples/dns.yaml"),
     ] {
         let manifest: Value = serde_saphyr::from_str(text).expect("sample parses");
         assert_eq!(refusals(&manifest), vec![]);

@@ -14,7 +14,7 @@ pub mod route53;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
@@ -53,6 +53,10 @@ pub struct AwsConfig {
     pub poll_busy: Duration,
     /// Poll interval once everything is available.
     pub poll_stable: Duration,
+    /// Names this halo installation in the Route 53 records it owns (the TXT ownership record
+    /// and the health check tags); `None` uses the region. Two installations that write
+    /// records into one hosted zone need distinct ids.
+    pub cluster_id: Option<String>,
 }
 
 impl Default for AwsConfig {
@@ -65,19 +69,77 @@ impl Default for AwsConfig {
             cache_security_groups: Vec::new(),
             poll_busy: Duration::from_secs(15),
             poll_stable: Duration::from_secs(300),
+            cluster_id: None,
         }
     }
 }
 
+/// The cluster id used when neither `--cluster-id` nor a region is known.
+pub const DEFAULT_CLUSTER_ID: &str = "halo";
+
+/// The cluster id halo writes into its ownership records: the configured one, else the
+/// region, else [`DEFAULT_CLUSTER_ID`]. Pure.
+pub fn effective_cluster_id(configured: Option<&str>, region: Option<&str>) -> String {
+    configured
+        .filter(|c| !c.is_empty())
+        .or(region.filter(|r| !r.is_empty()))
+        .unwrap_or(DEFAULT_CLUSTER_ID)
+        .to_string()
+}
+
 /// The AWS side of the operator: configuration plus SDK clients built on first use, so an
 /// operator whose apps have no AWS sections never needs credentials.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aws {
     pub config: AwsConfig,
     sdk: OnceCell<aws_config::SdkConfig>,
     rds: OnceCell<aws_sdk_rds::Client>,
     elasticache: OnceCell<aws_sdk_elasticache::Client>,
+    route53: OnceCell<route53::Route53>,
+    /// Every Route 53 request of the operator takes a token here.
+    route53_limiter: Arc<ratelimit::RateLimiter>,
+    route53_log: Arc<route53::CallLog>,
+    /// Decides which health status reads are sent when many apps want one at once.
+    health_admission: ratelimit::Admission,
+    /// Replaces GetHealthCheckStatus (tests: moto always answers healthy).
+    health_reports: Option<Arc<dyn CheckerReports>>,
     calls: CallCounter,
+}
+
+impl Default for Aws {
+    fn default() -> Self {
+        Aws {
+            config: AwsConfig::default(),
+            sdk: OnceCell::new(),
+            rds: OnceCell::new(),
+            elasticache: OnceCell::new(),
+            route53: OnceCell::new(),
+            route53_limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::route53_limits())),
+            route53_log: Arc::default(),
+            health_admission: health_admission(&ratelimit::route53_limits()),
+            health_reports: None,
+            calls: CallCounter::default(),
+        }
+    }
+}
+
+/// Admission at the rate of the limiter's GetHealthCheckStatus bucket (else its overall one).
+fn health_admission(limits: &ratelimit::Limits) -> ratelimit::Admission {
+    let rate = limits
+        .operations
+        .iter()
+        .find(|(op, _)| *op == ratelimit::GET_HEALTH_CHECK_STATUS)
+        .map_or(limits.overall, |(_, rate)| *rate);
+    ratelimit::Admission::new(rate)
+}
+
+/// A source of Route 53 health checkers' reports other than GetHealthCheckStatus; object-safe,
+/// so the operator can hold one.
+pub trait CheckerReports: Debug + Send + Sync {
+    fn reports<'a>(
+        &'a self,
+        health_check_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, crate::Result<Vec<String>>>;
 }
 
 impl Aws {
@@ -94,6 +156,70 @@ impl Aws {
             config,
             sdk: OnceCell::new_with(Some(sdk)),
             ..Aws::default()
+        }
+    }
+
+    /// With the Route 53 limiter `limits` (tests use faster or slower buckets).
+    pub fn with_route53_limits(mut self, limits: ratelimit::Limits) -> Self {
+        self.health_admission = health_admission(&limits);
+        self.route53_limiter = Arc::new(ratelimit::RateLimiter::new(limits));
+        self
+    }
+
+    /// Health checker reports from `source` instead of Route 53's GetHealthCheckStatus.
+    pub fn with_checker_reports(mut self, source: Arc<dyn CheckerReports>) -> Self {
+        self.health_reports = Some(source);
+        self
+    }
+
+    /// Requests sent to Route 53 so far, per API (`ChangeResourceRecordSets`).
+    pub fn route53_calls(&self) -> &route53::CallLog {
+        &self.route53_log
+    }
+
+    /// The Route 53 client: SDK retries off, every request through the operator's one limiter.
+    pub async fn route53(&self) -> &route53::Route53 {
+        self.route53
+            .get_or_init(|| async {
+                route53::Route53::from_sdk_config(
+                    self.sdk_config().await,
+                    self.route53_limiter.clone(),
+                )
+                .with_call_log(self.route53_log.clone())
+            })
+            .await
+    }
+
+    /// The region: the configured one, else what the SDK's default chain found.
+    pub async fn region(&self) -> Option<String> {
+        match &self.config.region {
+            Some(r) => Some(r.clone()),
+            None => self.sdk_config().await.region().map(|r| r.to_string()),
+        }
+    }
+
+    /// Whether to send a GetHealthCheckStatus now: always when `required`, else only when its
+    /// token comes within `max_wait` (the caller then keeps its last reading).
+    pub fn admit_health_read(&self, required: bool, max_wait: Duration) -> bool {
+        if required {
+            self.health_admission.admit();
+            true
+        } else {
+            self.health_admission.admit_within(max_wait)
+        }
+    }
+
+    /// The reports of the Route 53 checkers of `health_check_id` (GetHealthCheckStatus, unless
+    /// replaced), as a health summary.
+    pub async fn health_status(
+        &self,
+        health_check_id: &str,
+    ) -> crate::Result<route53::HealthCheckHealth> {
+        match &self.health_reports {
+            Some(source) => Ok(route53::HealthCheckHealth::from_reports(
+                &source.reports(health_check_id).await?,
+            )),
+            None => route53::health_status(self.route53().await, health_check_id).await,
         }
     }
 
@@ -492,6 +618,21 @@ mod tests {
                 ("halo.dev/name".to_string(), "web".to_string())
             ]
         );
+    }
+
+    /// The ownership records name the installation: the configured id, else the region.
+    #[test]
+    fn cluster_id_defaults_to_the_region() {
+        assert_eq!(
+            effective_cluster_id(Some("prod-east"), Some("us-east-1")),
+            "prod-east"
+        );
+        assert_eq!(
+            effective_cluster_id(Some(""), Some("us-east-1")),
+            "us-east-1"
+        );
+        assert_eq!(effective_cluster_id(None, Some("eu-west-1")), "eu-west-1");
+        assert_eq!(effective_cluster_id(None, None), "halo");
     }
 
     /// Throttling codes are recognised so they never mark the app failed.

@@ -183,6 +183,37 @@ impl Bucket {
     }
 }
 
+/// Admission control in front of a [`RateLimiter`] for requests a caller can do without: a
+/// bucket of the same rate that admits a request only when its token is near, so that callers
+/// skip the request instead of queueing behind many others.
+#[derive(Debug)]
+pub struct Admission(Bucket);
+
+impl Admission {
+    pub fn new(rate: Rate) -> Self {
+        Admission(Bucket::new(rate))
+    }
+
+    /// Admits a request whose token comes within `max_wait`, and counts it; `false` (and
+    /// nothing counted) otherwise.
+    pub fn admit_within(&self, max_wait: Duration) -> bool {
+        let now = Instant::now();
+        let mut tat = self.0.tat.lock().unwrap_or_else(|p| p.into_inner());
+        let next = tat.map_or(now, |t| t.max(now));
+        let at = next.checked_sub(self.0.tolerance).unwrap_or(now).max(now);
+        if at - now > max_wait {
+            return false;
+        }
+        *tat = Some(next + self.0.interval);
+        true
+    }
+
+    /// Counts a request that is sent whatever the wait.
+    pub fn admit(&self) {
+        self.0.reserve(Instant::now());
+    }
+}
+
 /// An API's own bucket. Its callers go one at a time, and each takes its token when the
 /// overall bucket lets the request out, so the API's requests keep to its rate when sent, not
 /// only when queued.
@@ -309,6 +340,23 @@ mod tests {
 
     /// 100 Route 53 calls at once all get through, 5 at once and then 5 per second: the
     /// default overall budget.
+    /// Admission keeps to the rate without queueing: of 12 callers at once, the burst and
+    /// what refills within the allowed wait get in, the others are told to do without.
+    #[tokio::test(start_paused = true)]
+    async fn admission_admits_what_the_rate_allows_within_the_wait() {
+        let admission = Admission::new(Rate::new(2.0, 2));
+        let admitted = (0..12)
+            .filter(|_| admission.admit_within(Duration::from_secs(2)))
+            .count();
+        // Burst 2, then one token each 0.5 s up to 2 s ahead (0.5, 1, 1.5, 2): 6.
+        assert_eq!(admitted, 6);
+        assert!(!admission.admit_within(Duration::ZERO));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(admission.admit_within(Duration::ZERO));
+        admission.admit();
+        assert!(!admission.admit_within(Duration::ZERO));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn overall_bucket_queues_at_five_per_second() {
         let limiter = Arc::new(RateLimiter::new(route53_limits()));

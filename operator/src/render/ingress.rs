@@ -15,6 +15,14 @@ pub const INGRESS_CLASS: &str = "alb";
 const PREFIX: &str = "alb.ingress.kubernetes.io/";
 
 pub fn ingress(app: &ValidatedApp) -> Option<Ingress> {
+    ingress_for(app, None)
+}
+
+/// The Ingress once the ALB has `load_balancer` as its hostname. Route 53 health checks reach
+/// the ALB by that name and send it as `Host`, so with a Route 53 health check the Ingress
+/// gets a second rule: that host, exactly the health path, to the app. Without it the ALB
+/// answers them with its default 404 and the record would never be healthy.
+pub fn ingress_for(app: &ValidatedApp, load_balancer: Option<&str>) -> Option<Ingress> {
     let spec = app.ingress.as_ref()?;
     let health = &app.health;
     let mut annotations = BTreeMap::new();
@@ -62,33 +70,63 @@ pub fn ingress(app: &ValidatedApp) -> Option<Ingress> {
 
     let mut metadata = app.owner.child_meta();
     metadata.annotations = Some(annotations);
+    let rule = |host: &str, path: &str, path_type: &str| IngressRule {
+        host: Some(host.to_string()),
+        http: Some(HTTPIngressRuleValue {
+            paths: vec![HTTPIngressPath {
+                path: Some(path.into()),
+                path_type: path_type.into(),
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: app.owner.name.clone(),
+                        port: Some(ServiceBackendPort {
+                            name: Some(PORT_NAME.into()),
+                            number: None,
+                        }),
+                    }),
+                    ..IngressBackend::default()
+                },
+            }],
+        }),
+    };
+    let mut rules = vec![rule(&spec.host, "/", "Prefix")];
+    let health_path = app
+        .dns
+        .as_ref()
+        .and_then(|d| d.health_check.as_ref())
+        .map(|h| h.path.as_str());
+    if let (Some(path), Some(alb)) = (health_path, load_balancer.and_then(alb_host)) {
+        rules.push(rule(&alb, path, "Exact"));
+    }
     Some(Ingress {
         metadata,
         spec: Some(IngressSpec {
             ingress_class_name: Some(INGRESS_CLASS.into()),
-            rules: Some(vec![IngressRule {
-                host: Some(spec.host.clone()),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: app.owner.name.clone(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some(PORT_NAME.into()),
-                                    number: None,
-                                }),
-                            }),
-                            ..IngressBackend::default()
-                        },
-                    }],
-                }),
-            }]),
+            rules: Some(rules),
             ..IngressSpec::default()
         }),
         ..Ingress::default()
     })
+}
+
+/// The ALB hostname as an Ingress rule host: lowercase, no trailing dot; `None` for an IP
+/// address or anything else an Ingress host cannot be.
+fn alb_host(load_balancer: &str) -> Option<String> {
+    let host = load_balancer.trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.contains('.')
+        && host.parse::<std::net::IpAddr>().is_err()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    valid.then_some(host)
 }
 
 /// The URL users reach the app at.
@@ -100,6 +138,24 @@ pub fn url(app: &ValidatedApp) -> Option<String> {
         "http"
     };
     Some(format!("{scheme}://{}", spec.host))
+}
+
+/// The URL of the app's Route 53 record (`https://` with a certificate).
+pub fn dns_url(app: &ValidatedApp) -> Option<String> {
+    let dns = app.dns.as_ref()?;
+    let scheme = if app
+        .ingress
+        .as_ref()
+        .is_some_and(|i| i.certificate_arn.is_some())
+    {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!(
+        "{scheme}://{}",
+        dns.record_name.trim_end_matches('.')
+    ))
 }
 
 #[cfg(test)]
@@ -200,5 +256,56 @@ mod tests {
     fn no_ingress_section_means_no_ingress() {
         assert_eq!(ingress(&validated(SMALL)), None);
         assert_eq!(url(&validated(SMALL)), None);
+    }
+
+    const ALB: &str = "k8s-default-shop-0a1b2c3d4e-123456789.us-east-1.elb.amazonaws.com";
+
+    /// Route 53 checkers send `Host: <ALB hostname>`: once the ALB has one, the Ingress routes
+    /// exactly the health path for that host to the app, and nothing else.
+    #[test]
+    fn route53_health_checks_reach_the_app_through_the_alb_hostname() {
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let rules = |lb: Option<&str>| -> Vec<(String, String, String)> {
+            ingress_for(&app, lb)
+                .and_then(|i| i.spec)
+                .and_then(|s| s.rules)
+                .expect("rules")
+                .into_iter()
+                .map(|r| {
+                    let p = r.http.expect("http").paths.remove(0);
+                    (
+                        r.host.unwrap_or_default(),
+                        p.path.unwrap_or_default(),
+                        p.path_type,
+                    )
+                })
+                .collect()
+        };
+        let app_rule = (
+            "shop.example.com".to_string(),
+            "/".to_string(),
+            "Prefix".to_string(),
+        );
+        assert_eq!(rules(None), vec![app_rule.clone()]);
+        assert_eq!(
+            rules(Some(&format!("{}.", ALB.to_uppercase()))),
+            vec![
+                app_rule.clone(),
+                (ALB.to_string(), "/healthz".to_string(), "Exact".to_string())
+            ]
+        );
+        // An IP address is no Ingress host; the checkers would not send it anyway.
+        assert_eq!(rules(Some("203.0.113.7")), vec![app_rule.clone()]);
+        // Without a Route 53 health check nothing probes the ALB by its own name.
+        let mut unchecked = app.clone();
+        if let Some(d) = unchecked.dns.as_mut() {
+            d.health_check = None;
+        }
+        let n = ingress_for(&unchecked, Some(ALB))
+            .and_then(|i| i.spec)
+            .and_then(|s| s.rules)
+            .map(|r| r.len());
+        assert_eq!(n, Some(1));
+        assert_eq!(dns_url(&app).as_deref(), Some("http://shop.example.com"));
     }
 }

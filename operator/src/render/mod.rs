@@ -40,6 +40,16 @@ pub fn render(app: &ValidatedApp) -> Children {
 
 /// Everything halo wants in the cluster, with the endpoints AWS reported.
 pub fn render_with(app: &ValidatedApp, connection: &secret::Connection) -> Children {
+    render_observed(app, connection, None)
+}
+
+/// [`render_with`], once the ALB has the hostname `load_balancer` (the Ingress then also
+/// routes the Route 53 health checks, which use that name).
+pub fn render_observed(
+    app: &ValidatedApp,
+    connection: &secret::Connection,
+    load_balancer: Option<&str>,
+) -> Children {
     let secret = secret::connection_secret(app, connection);
     let checksum = secret
         .is_some()
@@ -49,7 +59,7 @@ pub fn render_with(app: &ValidatedApp, connection: &secret::Connection) -> Child
         service: service::service(app),
         pdb: pdb::pdb(app),
         hpa: hpa::hpa(app),
-        ingress: ingress::ingress(app),
+        ingress: ingress::ingress_for(app, load_balancer),
         secret,
     }
 }
@@ -84,6 +94,7 @@ pub(crate) mod fixtures {
 
     pub const FULL: &str = include_str!("../../../config/samples/full.yaml");
     pub const SMALL: &str = include_str!("../../../config/samples/small.yaml");
+    pub const DNS: &str = include_str!("../../../config/samples/dns.yaml");
 
     pub fn app(yaml: &str) -> HighlyAvailableApp {
         serde_saphyr::from_str(yaml).expect("fixture parses")
@@ -93,6 +104,13 @@ pub(crate) mod fixtures {
         let app = app(yaml);
         let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
         validate(&app, owner).expect("fixture validates")
+    }
+
+    /// Validated for an operator in `region` (the default DNS set identifier).
+    pub fn validated_in(yaml: &str, region: &str) -> ValidatedApp {
+        let app = app(yaml);
+        let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
+        crate::validate::validate_in(&app, owner, Some(region)).expect("fixture validates")
     }
 }
 

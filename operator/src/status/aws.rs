@@ -6,10 +6,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::Computed;
 use crate::aws::Readiness;
+use crate::aws::route53::DnsReadiness;
 use crate::crd_data::{CacheEndpoints, DatabaseEndpoints};
+use crate::crd_dns::DnsStatus;
 
 pub const DATABASE_READY: &str = "DatabaseReady";
 pub const CACHE_READY: &str = "CacheReady";
+pub const DNS_READY: &str = "DNSReady";
 
 /// Reason while nothing is known yet.
 pub const PENDING: &str = "Pending";
@@ -31,11 +34,55 @@ pub enum AwsView<E> {
     Throttled,
 }
 
+/// What this reconcile learned about the app's Route 53 record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsView {
+    /// Route 53 holds the record (and health check) halo wants; readiness from the last
+    /// health check status. Also before the ALB has a hostname, with nothing written.
+    Seen(DnsReadiness),
+    /// Route 53 failed or refused (e.g. the slot belongs to another owner).
+    Unseen {
+        reason: &'static str,
+        message: String,
+    },
+    /// AWS asked halo to slow down: the previous condition stands.
+    Throttled,
+}
+
+/// What `status.dns` becomes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DnsRecord {
+    /// As before (nothing was written or deleted, or it failed).
+    #[default]
+    Unchanged,
+    /// Written now (`Some`) or cleaned up (`None`).
+    Set(Option<DnsStatus>),
+}
+
 /// The AWS views of one reconcile; `None` where the app has no such section or it was not looked at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AwsObserved {
     pub database: Option<AwsView<DatabaseEndpoints>>,
     pub cache: Option<AwsView<CacheEndpoints>>,
+    pub dns: Option<DnsView>,
+    pub dns_record: DnsRecord,
+}
+
+/// The `DNSReady` condition for a view.
+pub fn dns_condition(view: Option<&DnsView>, old: &[Condition]) -> Computed {
+    match view {
+        Some(DnsView::Seen(r)) => Computed::new(DNS_READY, r.ready, r.reason, r.message.clone()),
+        Some(DnsView::Unseen { reason, message }) => {
+            Computed::new(DNS_READY, false, *reason, message.clone())
+        }
+        Some(DnsView::Throttled) => condition::<()>(DNS_READY, Some(&AwsView::Throttled), old),
+        None => Computed::new(
+            DNS_READY,
+            false,
+            PENDING,
+            "waiting for the first look at Route 53",
+        ),
+    }
 }
 
 impl AwsObserved {

@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
 use crate::meta::selector_string;
-use crate::render::ingress::url;
+use crate::render::ingress::{dns_url, url};
 use crate::render::secret::connection_secret_name;
 use crate::validate::ValidatedApp;
-pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY};
+pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY, DNS_READY, DnsRecord, DnsView};
 use conditions::{Computed, merge};
 use zones::{PodPlacement, ready_per_zone, spread_summary, zone_resilience};
 
@@ -105,6 +105,16 @@ pub fn compute_with_aws(
             ),
         });
     }
+    if app.dns.is_some() {
+        computed.push(aws::dns_condition(
+            aws_observed.dns.as_ref(),
+            old_conditions,
+        ));
+    }
+    let dns_status = match &aws_observed.dns_record {
+        DnsRecord::Unchanged => old.and_then(|s| s.dns.clone()),
+        DnsRecord::Set(record) => record.clone(),
+    };
     let known = if app.zones.names.is_empty() {
         &observed.cluster_zones
     } else {
@@ -134,7 +144,10 @@ pub fn compute_with_aws(
     computed.insert(0, overall(&computed, observed.error.as_ref()));
 
     let endpoints = Endpoints {
-        url: url(app),
+        url: match (&app.dns, &dns_status) {
+            (Some(_), Some(_)) => dns_url(app),
+            _ => url(app),
+        },
         load_balancer,
         database: app.database.as_ref().and_then(|_| {
             aws::endpoints(
@@ -166,7 +179,26 @@ pub fn compute_with_aws(
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
         connection_secret: (app.database.is_some() || app.cache.is_some())
             .then(|| connection_secret_name(&app.owner.name)),
+        dns: dns_status,
     }
+}
+
+/// The status of an app whose spec halo refused (what only halo can judge, e.g. a DNS set
+/// identifier without a known region): `Ready=False` with the error, everything else as it
+/// was. Pure.
+pub fn refused(
+    old: Option<&HighlyAvailableAppStatus>,
+    generation: Option<i64>,
+    error: &crate::Error,
+    now: &Time,
+) -> HighlyAvailableAppStatus {
+    let mut status = old.cloned().unwrap_or_default();
+    let ready = Computed::new(READY, false, error.metric_label(), error.to_string());
+    let merged = merge(&status.conditions, vec![ready], generation, now);
+    status.conditions.retain(|c| c.type_ != READY);
+    status.conditions.splice(0..0, merged);
+    status.observed_generation = generation;
+    status
 }
 
 fn compute_ready(deployment: Option<&Deployment>, desired: i32) -> Computed {
@@ -454,5 +486,142 @@ mod tests {
             condition(&s, "ZoneResilient").message,
             "ready pods span 2 zones (us-east-1b, us-east-1c), need 3; none ready in us-east-1a"
         );
+    }
+
+    /// DNSReady joins Ready: unhealthy Route 53 checkers keep the app not Ready with their
+    /// numbers; once healthy, the URL is the record's and status.dns names what halo wrote.
+    #[test]
+    fn dns_readiness_is_part_of_ready() {
+        use crate::aws::route53::{DnsReadiness, reasons as dns};
+        use crate::crd_dns::DnsStatus;
+        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let d = deployment(3, 3);
+        let lb = Ingress {
+            status: Some(IngressStatus {
+                load_balancer: Some(IngressLoadBalancerStatus {
+                    ingress: Some(vec![IngressLoadBalancerIngress {
+                        hostname: Some("k8s-default-shop-1.us-east-1.elb.amazonaws.com".into()),
+                        ..IngressLoadBalancerIngress::default()
+                    }]),
+                }),
+            }),
+            ..Ingress::default()
+        };
+        let observed = Observed {
+            deployment: Some(&d),
+            ingress: Some(&lb),
+            pods: spread(&["us-east-1a", "us-east-1b", "us-east-1c"]),
+            ..Observed::default()
+        };
+        let record = DnsStatus {
+            hosted_zone_id: "Z1".into(),
+            record_name: "shop.example.com".into(),
+            set_identifier: Some("us-east-1".into()),
+            health_check_id: Some("hc-1".into()),
+        };
+        let view = |ready, reason, message: &str| AwsObserved {
+            dns: Some(DnsView::Seen(DnsReadiness {
+                ready,
+                reason,
+                message: message.into(),
+            })),
+            dns_record: DnsRecord::Set(Some(record.clone())),
+            ..AwsObserved::default()
+        };
+        let unhealthy = view(
+            false,
+            dns::HEALTH_CHECK_UNHEALTHY,
+            "shop.example.com; health check hc-1: 1/8 checkers healthy",
+        );
+        let s = compute_with_aws(&app, Some(1), &observed, &unhealthy, None, &now());
+        let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            vec![
+                "Ready",
+                "ComputeReady",
+                "IngressReady",
+                "DNSReady",
+                "ZoneResilient"
+            ]
+        );
+        assert_eq!(
+            (
+                condition(&s, "Ready").status.as_str(),
+                condition(&s, "Ready").reason.as_str(),
+                condition(&s, "Ready").message.as_str()
+            ),
+            ("False", "HealthCheckUnhealthy", "not ready: DNSReady")
+        );
+        assert_eq!(s.dns.as_ref(), Some(&record));
+        let healthy = view(
+            true,
+            dns::HEALTH_CHECK_HEALTHY,
+            "shop.example.com; health check hc-1: 8/8 checkers healthy",
+        );
+        let s = compute_with_aws(&app, Some(1), &observed, &healthy, Some(&s), &now());
+        assert_eq!(condition(&s, "Ready").status, "True");
+        assert_eq!(
+            condition(&s, "DNSReady").message,
+            "shop.example.com; health check hc-1: 8/8 checkers healthy"
+        );
+        assert_eq!(
+            s.endpoints.as_ref().and_then(|e| e.url.as_deref()),
+            Some("http://shop.example.com")
+        );
+        // Nothing learned from Route 53 this time (throttled): condition and record stand.
+        let throttled = AwsObserved {
+            dns: Some(DnsView::Throttled),
+            ..AwsObserved::default()
+        };
+        let again = compute_with_aws(&app, Some(1), &observed, &throttled, Some(&s), &now());
+        assert_eq!(again, s);
+        // The record was cleaned up: status.dns goes.
+        let cleaned = AwsObserved {
+            dns_record: DnsRecord::Set(None),
+            ..healthy
+        };
+        let s = compute_with_aws(&app, Some(1), &observed, &cleaned, Some(&s), &now());
+        assert_eq!(s.dns, None);
+    }
+
+    /// A spec halo refuses puts the error on Ready and keeps the other conditions as they were.
+    #[test]
+    fn refused_spec_is_reported_on_ready() {
+        let app = validated(SMALL);
+        let d = deployment(3, 3);
+        let observed = Observed {
+            deployment: Some(&d),
+            pods: spread(&["us-east-1a", "us-east-1b", "us-east-1c"]),
+            ..Observed::default()
+        };
+        let before = compute(&app, Some(1), &observed, None, &now());
+        let error = crate::Error::InvalidSpec {
+            field: "spec.dns.setIdentifier".into(),
+            message: "required".into(),
+        };
+        let later = Time(Timestamp::from_second(2_000).expect("ts"));
+        let s = refused(Some(&before), Some(2), &error, &later);
+        let ready = condition(&s, "Ready");
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str(),
+                ready.observed_generation,
+                &ready.last_transition_time
+            ),
+            (
+                "False",
+                "InvalidSpec",
+                "invalid spec: spec.dns.setIdentifier: required",
+                Some(2),
+                &later
+            )
+        );
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.conditions[1..], before.conditions[1..]);
+        assert_eq!(s.conditions.len(), before.conditions.len());
+        assert_eq!(refused(Some(&s), Some(2), &error, &later), s);
     }
 }
