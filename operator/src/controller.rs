@@ -152,11 +152,14 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
     let result = match validate(app, owner.clone()) {
         Ok(validated) => {
             // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
-            let prepared = if aws_steps::needs_finalizer(&validated) {
+            let prepared = if aws_steps::needs_finalizer(&validated)
+                || storage_steps::has_records(old)
+            {
                 match aws_steps::add_finalizer(&ctx.client, app).await {
                     Ok(()) => {
                         // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
-                        aws_step = Box::pin(aws_steps::ensure_all(&ctx.aws, &validated)).await;
+                        aws_step =
+                            Box::pin(aws_steps::ensure_all(&ctx.aws, &validated, old)).await;
                         Ok(())
                     }
                     Err(e) => Err(e),
@@ -260,8 +263,15 @@ async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
             return Err(e);
         }
     };
-    let step = if aws_steps::needs_finalizer(&validated) {
-        Box::pin(aws_steps::cleanup_all(&ctx.aws, &validated)).await
+    let step = if aws_steps::needs_finalizer(&validated)
+        || storage_steps::has_records(app.status.as_ref())
+    {
+        Box::pin(aws_steps::cleanup_all(
+            &ctx.aws,
+            &validated,
+            app.status.as_ref(),
+        ))
+        .await
     } else {
         aws_steps::AwsStep {
             done: true,
@@ -579,7 +589,15 @@ async fn publish_transitions(
     old: Option<&HighlyAvailableAppStatus>,
     new: &HighlyAvailableAppStatus,
 ) {
-    for type_ in [READY, ZONE_RESILIENT, DATABASE_READY, CACHE_READY] {
+    for type_ in [
+        READY,
+        ZONE_RESILIENT,
+        DATABASE_READY,
+        CACHE_READY,
+        status::storage::DYNAMODB_READY,
+        status::storage::STATIC_ASSETS_READY,
+        status::storage::ALARMS_OK,
+    ] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
                 .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -815,6 +833,9 @@ pub async fn run(
 
 #[path = "controller_aws.rs"]
 pub mod aws_steps;
+
+#[path = "controller_storage.rs"]
+pub mod storage_steps;
 
 #[cfg(test)]
 #[path = "controller_tests.rs"]

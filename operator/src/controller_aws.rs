@@ -25,7 +25,7 @@ pub const FINALIZER: &str = "halo.dev/cleanup";
 
 /// Whether the app owns AWS resources that need cleaning up.
 pub fn needs_finalizer(app: &ValidatedApp) -> bool {
-    app.database.is_some() || app.cache.is_some()
+    app.database.is_some() || app.cache.is_some() || super::storage_steps::needs_finalizer(app)
 }
 
 pub fn has_finalizer(app: &HighlyAvailableApp) -> bool {
@@ -107,7 +107,7 @@ impl AwsStep {
     }
 }
 
-fn error_view<E>(e: &Error) -> AwsView<E> {
+pub(crate) fn error_view<E>(e: &Error) -> AwsView<E> {
     match e {
         Error::Aws {
             throttled: true, ..
@@ -119,8 +119,13 @@ fn error_view<E>(e: &Error) -> AwsView<E> {
     }
 }
 
-/// Creates, adopts or corrects the app's AWS resources (database and cache concurrently).
-pub async fn ensure_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
+/// Creates, adopts or corrects the app's AWS resources (database and cache concurrently, then
+/// tables, bucket and alarms); `old` holds the records of what earlier reconciles created.
+pub async fn ensure_all(
+    aws: &Aws,
+    app: &ValidatedApp,
+    old: Option<&HighlyAvailableAppStatus>,
+) -> AwsStep {
     let db = aurora::desired(app, &aws.config);
     let cache = elasticache::desired(app, &aws.config);
     let (db_result, cache_result) = futures::join!(
@@ -170,11 +175,20 @@ pub async fn ensure_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
             }
         });
     }
+    let inputs = crate::aws::cloudwatch::AlarmInputs::default();
+    Box::pin(super::storage_steps::ensure(
+        aws, app, old, &inputs, &mut step,
+    ))
+    .await;
     step
 }
 
 /// Carries out the deletion policies; `done` once AWS confirmed every resource's fate.
-pub async fn cleanup_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
+pub async fn cleanup_all(
+    aws: &Aws,
+    app: &ValidatedApp,
+    old: Option<&HighlyAvailableAppStatus>,
+) -> AwsStep {
     let db = aurora::desired(app, &aws.config);
     let cache = elasticache::desired(app, &aws.config);
     let (db_result, cache_result) = futures::join!(
@@ -201,10 +215,14 @@ pub async fn cleanup_all(aws: &Aws, app: &ValidatedApp) -> AwsStep {
     if let Some(result) = cache_result {
         step.observed.cache = Some(absorb(result, &mut step));
     }
+    Box::pin(super::storage_steps::cleanup(aws, app, old, &mut step)).await;
     step
 }
 
-fn absorb<E>(result: Result<crate::aws::CleanupReport>, step: &mut AwsStep) -> AwsView<E> {
+pub(crate) fn absorb<E>(
+    result: Result<crate::aws::CleanupReport>,
+    step: &mut AwsStep,
+) -> AwsView<E> {
     match result {
         Ok(report) => {
             step.done &= report.done;
@@ -225,6 +243,7 @@ fn absorb<E>(result: Result<crate::aws::CleanupReport>, step: &mut AwsStep) -> A
 
 /// The endpoints for the connection Secret: what AWS reported now, else what the status holds.
 pub fn connection(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>) -> Connection {
+    let status = old;
     let old = old.and_then(|s| s.endpoints.as_ref());
     Connection {
         database: endpoints(
@@ -232,6 +251,11 @@ pub fn connection(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>
             old.and_then(|e| e.database.as_ref()),
         ),
         cache: endpoints(observed.cache.as_ref(), old.and_then(|e| e.cache.as_ref())),
+        dynamodb_tables: crate::status::storage::tables(&observed.storage, status),
+        static_assets: endpoints(
+            observed.storage.static_assets.as_ref(),
+            status.and_then(|s| s.static_assets.as_ref()),
+        ),
     }
 }
 
@@ -268,11 +292,11 @@ mod tests {
         let config = AwsConfig::default();
         let busy = AwsObserved {
             database: Some(seen(true)),
-            cache: None,
+            ..AwsObserved::default()
         };
         let stable = AwsObserved {
             database: Some(seen(false)),
-            cache: None,
+            ..AwsObserved::default()
         };
         assert_eq!(poll_interval(&busy, &config), Duration::from_secs(15));
         assert_eq!(poll_interval(&stable, &config), Duration::from_secs(300));

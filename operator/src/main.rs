@@ -102,6 +102,9 @@ struct AwsArgs {
     /// Seconds between looks at AWS once everything is available.
     #[arg(long, env = "HALO_AWS_POLL_STABLE_SECONDS", default_value_t = 300)]
     aws_poll_stable_seconds: u64,
+    /// IAM role S3 assumes to replicate static assets buckets (spec.staticAssets.replicateTo).
+    #[arg(long, env = "HALO_S3_REPLICATION_ROLE_ARN")]
+    s3_replication_role_arn: Option<String>,
 }
 
 impl AwsArgs {
@@ -120,6 +123,7 @@ impl AwsArgs {
             cache_security_groups: non_empty(self.cache_security_groups),
             poll_busy: Duration::from_secs(self.aws_poll_busy_seconds.max(1)),
             poll_stable: Duration::from_secs(self.aws_poll_stable_seconds.max(1)),
+            s3_replication_role_arn: self.s3_replication_role_arn.filter(|s| !s.is_empty()),
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct ValidatedApp {
     /// Aurora settings, with `databaseName` resolved.
     pub database: Option<DatabaseSpec>,
     pub cache: Option<CacheSpec>,
+    pub dynamodb: Option<crate::crd_storage::DynamoDbSpec>,
+    pub static_assets: Option<crate::crd_storage::StaticAssetsSpec>,
+    pub alarms: Option<crate::crd_storage::AlarmsSpec>,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -151,6 +154,9 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
             db
         }),
         cache: spec.cache.clone(),
+        dynamodb: spec.dynamodb.clone(),
+        static_assets: spec.static_assets.clone(),
+        alarms: spec.alarms.clone(),
     })
 }
 

@@ -8,9 +8,12 @@
 //! [`Error::Aws`].
 
 pub mod aurora;
+pub mod cloudwatch;
+pub mod dynamodb;
 pub mod elasticache;
 pub mod ratelimit;
 pub mod route53;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -53,6 +56,8 @@ pub struct AwsConfig {
     pub poll_busy: Duration,
     /// Poll interval once everything is available.
     pub poll_stable: Duration,
+    /// IAM role S3 assumes to replicate static assets to another region.
+    pub s3_replication_role_arn: Option<String>,
 }
 
 impl Default for AwsConfig {
@@ -65,6 +70,7 @@ impl Default for AwsConfig {
             cache_security_groups: Vec::new(),
             poll_busy: Duration::from_secs(15),
             poll_stable: Duration::from_secs(300),
+            s3_replication_role_arn: None,
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct Aws {
     sdk: OnceCell<aws_config::SdkConfig>,
     rds: OnceCell<aws_sdk_rds::Client>,
     elasticache: OnceCell<aws_sdk_elasticache::Client>,
+    dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
+    s3: OnceCell<aws_sdk_s3::Client>,
+    cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
     calls: CallCounter,
 }
 
@@ -140,6 +149,68 @@ impl Aws {
         self.elasticache
             .get_or_init(|| async { aws_sdk_elasticache::Client::new(self.sdk_config().await) })
             .await
+    }
+
+    pub async fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb
+            .get_or_init(|| async { aws_sdk_dynamodb::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// The S3 client of the operator's region.
+    pub async fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3
+            .get_or_init(|| async { self.s3_client(None).await })
+            .await
+    }
+
+    /// An S3 client for `region` (the operator's region when `None`); path-style addressing
+    /// when an endpoint override points the SDK at an emulator.
+    pub async fn s3_client(&self, region: Option<&str>) -> aws_sdk_s3::Client {
+        let sdk = self.sdk_config().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+        if let Some(region) = region {
+            builder = builder.region(aws_config::Region::new(region.to_string()));
+        }
+        if sdk.endpoint_url().is_some() {
+            builder = builder.force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// The CloudWatch client of the operator's region.
+    pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        self.cloudwatch
+            .get_or_init(|| async { aws_sdk_cloudwatch::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// A CloudWatch client for another region (Route 53 metrics exist only in us-east-1).
+    pub async fn cloudwatch_in(&self, region: &str) -> aws_sdk_cloudwatch::Client {
+        let sdk = self.sdk_config().await;
+        let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+    }
+
+    /// The operator's region, as the SDK resolved it.
+    pub async fn region(&self) -> Option<String> {
+        self.sdk_config()
+            .await
+            .region()
+            .map(|r| r.as_ref().to_string())
+    }
+}
+
+/// Maps an SDK builder's validation failure (a required field left out) to [`Error::Aws`].
+pub fn build_error(api: &str) -> impl FnOnce(aws_sdk_rds::error::BuildError) -> Error + use<> {
+    let api = api.to_string();
+    move |e| Error::Aws {
+        api,
+        code: "ConstructionFailure".into(),
+        message: e.to_string(),
+        throttled: false,
     }
 }
 

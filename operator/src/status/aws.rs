@@ -36,6 +36,8 @@ pub enum AwsView<E> {
 pub struct AwsObserved {
     pub database: Option<AwsView<DatabaseEndpoints>>,
     pub cache: Option<AwsView<CacheEndpoints>>,
+    /// DynamoDB, S3 and CloudWatch.
+    pub storage: super::storage::StorageObserved,
 }
 
 impl AwsObserved {
@@ -44,7 +46,7 @@ impl AwsObserved {
         fn busy<E>(v: &Option<AwsView<E>>) -> bool {
             matches!(v, Some(AwsView::Seen { readiness, .. }) if readiness.busy)
         }
-        busy(&self.database) || busy(&self.cache)
+        busy(&self.database) || busy(&self.cache) || self.storage.busy()
     }
 }
 
