@@ -634,10 +634,19 @@ pub async fn ensure(aws: &Aws, d: &DesiredAlarms, enabled: bool) -> Result<Alarm
         enabled,
         ..AlarmsReport::default()
     };
-    for region in &d.regions {
+    // An alarm "in us-east-1" is in the operator's region when that is us-east-1.
+    let home = aws.region().await;
+    let local = |r: Option<&'static str>| r.filter(|r| Some(*r) != home.as_deref());
+    let mut regions: Vec<Option<&'static str>> = d.regions.iter().map(|r| local(*r)).collect();
+    regions.dedup();
+    for region in &regions {
         let cw = client(aws, *region).await;
         let observed = describe(aws, &cw, &d.prefix).await?;
-        let wanted: Vec<&DesiredAlarm> = d.alarms.iter().filter(|a| a.region == *region).collect();
+        let wanted: Vec<&DesiredAlarm> = d
+            .alarms
+            .iter()
+            .filter(|a| local(a.region) == *region)
+            .collect();
         for alarm in &wanted {
             let state = match observed.get(&alarm.name) {
                 Some(o) if compare(alarm, o) => o.state.clone(),
