@@ -304,6 +304,46 @@ async fn bucket_tags(
     }
 }
 
+/// The bucket's versioning status (`Enabled`, `Suspended`; `None`: never versioned).
+///
+/// moto 5.2.5 answers GetBucketVersioning with a `GetBucketVersioningResponse` root where S3
+/// sends `VersioningConfiguration`, which the SDK refuses to parse; for exactly that answer the
+/// status is read from the body. S3's own answers never take that path.
+pub async fn versioning_status(
+    aws: &Aws,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<String>> {
+    let api = "s3:GetBucketVersioning";
+    aws.calls().record(api);
+    match s3.get_bucket_versioning().bucket(bucket).send().await {
+        Ok(out) => Ok(out.status().map(|s| s.as_str().to_string())),
+        Err(aws_sdk_s3::error::SdkError::ServiceError(ctx))
+            if ctx.err().meta().code().is_none() =>
+        {
+            let body = ctx
+                .raw()
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            if !body.contains("<GetBucketVersioningResponse") {
+                return Err(Error::Aws {
+                    api: api.into(),
+                    code: "Unknown".into(),
+                    message: format!("unparseable answer: {body}"),
+                    throttled: false,
+                });
+            }
+            Ok(body
+                .split_once("<Status>")
+                .and_then(|(_, rest)| rest.split_once("</Status>"))
+                .map(|(status, _)| status.trim().to_string()))
+        }
+        Err(e) => Err(super::aws_error(api)(e)),
+    }
+}
+
 /// Whether the bucket holds any object version or delete marker.
 async fn is_empty(aws: &Aws, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool> {
     let out = aws
@@ -349,15 +389,15 @@ async fn observe(
     bucket: &str,
     tags: Vec<(String, String)>,
     want: &BucketSettings,
+    created: bool,
 ) -> Result<ObservedBucket> {
-    let versioning = aws
-        .call(
-            "s3:GetBucketVersioning",
-            s3.get_bucket_versioning().bucket(bucket).send(),
-        )
-        .await?
-        .status()
-        .map(|s| s.as_str().to_string());
+    // A bucket created in this pass has never been versioned; not asking also spares moto's
+    // answer for that case, a `GetBucketVersioningResponse` root the SDK cannot parse.
+    let versioning = if created {
+        None
+    } else {
+        versioning_status(aws, s3, bucket).await?
+    };
     let encryption = match aws
         .call(
             "s3:GetBucketEncryption",
@@ -610,9 +650,11 @@ async fn ensure_bucket(
             "{KIND} {bucket} exists and is not owned by this HighlyAvailableApp: choose another bucket name"
         ),
     };
+    let mut created = false;
     let tags = match bucket_tags(aws, s3, bucket).await {
         Ok(Some(tags)) => tags,
         Ok(None) => {
+            created = true;
             create_bucket(aws, s3, bucket, region).await?;
             changes.push(Change::new(
                 "Created",
@@ -644,7 +686,7 @@ async fn ensure_bucket(
         }
         _ => return Err(not_ours()),
     };
-    let observed = observe(aws, s3, bucket, tags, want).await?;
+    let observed = observe(aws, s3, bucket, tags, want, created).await?;
     for change in plan(want, &observed) {
         apply(aws, s3, &observed, &change).await?;
         changes.push(Change::new(
