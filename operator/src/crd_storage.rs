@@ -444,6 +444,28 @@ mod tests {
         assert_eq!(refusals(CARTS, ""), vec![]);
     }
 
+    /// The storage sample passes the schema's CEL rules and renders its Secret with the tables.
+    #[test]
+    fn storage_sample_is_valid() {
+        let sample: HighlyAvailableApp =
+            serde_saphyr::from_str(include_str!("../../config/samples/storage.yaml"))
+                .expect("sample parses");
+        if let Err(e) = sample.validate_cel() {
+            panic!("sample refused: {e:?}");
+        }
+        let app = crate::render::fixtures::validated(include_str!("../../config/samples/storage.yaml"));
+        let data = crate::render::secret::connection_data(&app, &Default::default());
+        assert_eq!(
+            data.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("DYNAMODB_TABLE_CARTS".to_string(), "default-catalog-carts".to_string()),
+                ("DYNAMODB_TABLE_ORDERS".to_string(), "default-catalog-orders".to_string()),
+                ("STATIC_ASSETS_BUCKET".to_string(), "default-catalog-assets".to_string()),
+                ("STATIC_ASSETS_REPLICA_REGION".to_string(), "us-west-2".to_string()),
+            ]
+        );
+    }
+
     /// The bucket name cannot change under a live app.
     #[test]
     fn bucket_is_immutable() {

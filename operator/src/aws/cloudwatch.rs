@@ -581,6 +581,11 @@ async fn put(
     d: &DesiredAlarm,
     tags: &[(String, String)],
 ) -> Result<()> {
+    // Tags apply when the alarm is created; on an update CloudWatch keeps the existing ones.
+    let alarm_tags: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
     aws.call(
         "cloudwatch:PutMetricAlarm",
         cw.put_metric_alarm()
@@ -604,11 +609,7 @@ async fn put(
             .actions_enabled(true)
             .set_alarm_actions(Some(d.actions.clone()))
             .set_ok_actions(Some(d.actions.clone()))
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(alarm_tags))
             .send(),
     )
     .await?;

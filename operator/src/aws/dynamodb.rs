@@ -501,12 +501,13 @@ async fn create(aws: &Aws, d: &DesiredTable) -> Result<ObservedTable> {
     if let Some(sort) = &d.sort_key {
         keys.push((sort, KeyType::Range));
     }
+    let table_tags = sdk_tags(&d.tags)?;
     let mut request = ddb
         .create_table()
         .table_name(&d.table_name)
         .billing_mode(sdk_billing(d.billing_mode))
         .deletion_protection_enabled(d.deletion_protection)
-        .set_tags(Some(sdk_tags(&d.tags)?));
+        .set_tags(Some(table_tags));
     for (attr, key_type) in keys {
         request = request
             .attribute_definitions(
