@@ -3,6 +3,8 @@
 //! emulator: every test works on names of its own, so they run in parallel and repeatedly.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cbor_bridge;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -41,6 +43,13 @@ pub async fn sdk_at(url: &str) -> SdkConfig {
         ))
         .load()
         .await
+}
+
+/// A fresh AWS side whose CloudWatch requests go through [`cbor_bridge`] (moto 5.2.5 does not
+/// speak the protocol aws-sdk-cloudwatch uses); every other request passes through unchanged.
+pub async fn aws_bridged(config: AwsConfig) -> Aws {
+    let url = cbor_bridge::start(&endpoint());
+    Aws::with_sdk_config(config, sdk_at(&url).await)
 }
 
 /// A fresh AWS side, as a restarted operator would have.
