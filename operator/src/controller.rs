@@ -158,8 +158,7 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
                 match aws_steps::add_finalizer(&ctx.client, app).await {
                     Ok(()) => {
                         // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
-                        aws_step =
-                            Box::pin(aws_steps::ensure_all(&ctx.aws, &validated, old)).await;
+                        aws_step = Box::pin(aws_steps::ensure_all(&ctx.aws, &validated, old)).await;
                         Ok(())
                     }
                     Err(e) => Err(e),

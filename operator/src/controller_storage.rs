@@ -47,7 +47,9 @@ pub async fn ensure(
     inputs: &AlarmInputs,
     step: &mut AwsStep,
 ) {
-    let recorded_tables = old.map(|s| s.dynamodb_tables.as_slice()).unwrap_or_default();
+    let recorded_tables = old
+        .map(|s| s.dynamodb_tables.as_slice())
+        .unwrap_or_default();
     if let Some(d) = dynamodb::desired(app, recorded_tables) {
         let report = dynamodb::ensure(aws, &d).await;
         step.changes.extend(report.changes.iter().cloned());
@@ -115,7 +117,9 @@ pub async fn cleanup(
     old: Option<&HighlyAvailableAppStatus>,
     step: &mut AwsStep,
 ) {
-    let recorded_tables = old.map(|s| s.dynamodb_tables.as_slice()).unwrap_or_default();
+    let recorded_tables = old
+        .map(|s| s.dynamodb_tables.as_slice())
+        .unwrap_or_default();
     if let Some(d) = dynamodb::desired(app, recorded_tables) {
         let (reports, errors) = dynamodb::cleanup(aws, &d).await;
         let mut messages = Vec::new();

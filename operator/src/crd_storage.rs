@@ -248,7 +248,10 @@ pub struct AlarmsSpec {
     /// The target group's ARN suffix (`targetgroup/<name>/<id>`): the unhealthy-host alarm
     /// needs it, since ALB publishes host counts per target group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^targetgroup/[A-Za-z0-9-]+/[0-9a-f]+$"), length(max = 128))]
+    #[schemars(
+        regex(pattern = r"^targetgroup/[A-Za-z0-9-]+/[0-9a-f]+$"),
+        length(max = 128)
+    )]
     pub target_group_arn_suffix: Option<String>,
     /// Thresholds; each has a default.
     #[serde(default)]
@@ -293,7 +296,10 @@ pub struct AlarmThresholds {
     #[schemars(extend("minimum" = 1))]
     pub cache_replication_lag_seconds: f64,
     /// DynamoDB throttled read or write events per minute above which the alarm fires.
-    #[serde(default = "default_throttles", rename = "dynamodbThrottleEventsPerMinute")]
+    #[serde(
+        default = "default_throttles",
+        rename = "dynamodbThrottleEventsPerMinute"
+    )]
     #[schemars(extend("minimum" = 0))]
     pub dynamodb_throttle_events_per_minute: f64,
 }
@@ -453,15 +459,28 @@ mod tests {
         if let Err(e) = sample.validate_cel() {
             panic!("sample refused: {e:?}");
         }
-        let app = crate::render::fixtures::validated(include_str!("../../config/samples/storage.yaml"));
+        let app =
+            crate::render::fixtures::validated(include_str!("../../config/samples/storage.yaml"));
         let data = crate::render::secret::connection_data(&app, &Default::default());
         assert_eq!(
             data.into_iter().collect::<Vec<_>>(),
             vec![
-                ("DYNAMODB_TABLE_CARTS".to_string(), "default-catalog-carts".to_string()),
-                ("DYNAMODB_TABLE_ORDERS".to_string(), "default-catalog-orders".to_string()),
-                ("STATIC_ASSETS_BUCKET".to_string(), "default-catalog-assets".to_string()),
-                ("STATIC_ASSETS_REPLICA_REGION".to_string(), "us-west-2".to_string()),
+                (
+                    "DYNAMODB_TABLE_CARTS".to_string(),
+                    "default-catalog-carts".to_string()
+                ),
+                (
+                    "DYNAMODB_TABLE_ORDERS".to_string(),
+                    "default-catalog-orders".to_string()
+                ),
+                (
+                    "STATIC_ASSETS_BUCKET".to_string(),
+                    "default-catalog-assets".to_string()
+                ),
+                (
+                    "STATIC_ASSETS_REPLICA_REGION".to_string(),
+                    "us-west-2".to_string()
+                ),
             ]
         );
     }

@@ -59,7 +59,7 @@ enum Command {
         #[arg(long, env = "HALO_LEASE_DURATION_SECONDS", default_value_t = 15)]
         lease_duration_seconds: u64,
         #[command(flatten)]
-        aws: AwsArgs,
+        aws: Box<AwsArgs>,
     },
     /// Print the HighlyAvailableApp CustomResourceDefinition as YAML.
     Crd,
@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
             let config = halo::controller::Config {
                 resync: Duration::from_secs(resync_seconds),
                 concurrency,
-                aws: aws.config(),
+                aws: (*aws).config(),
             };
 
             let health = Arc::new(Health::default());
@@ -374,6 +374,8 @@ mod tests {
             "sg-0aaaaaaaaaaaaaaaa,sg-0bbbbbbbbbbbbbbbb",
             "--aws-poll-busy-seconds",
             "5",
+            "--s3-replication-role-arn",
+            "arn:aws:iam::123456789012:role/halo-s3-replication",
         ])
         .expect("parses");
         let Command::Run { aws, .. } = cli.command else {
@@ -389,6 +391,10 @@ mod tests {
         assert_eq!(config.cache_security_groups, Vec::<String>::new());
         assert_eq!(config.poll_busy, Duration::from_secs(5));
         assert_eq!(config.poll_stable, Duration::from_secs(300));
+        assert_eq!(
+            config.s3_replication_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/halo-s3-replication")
+        );
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.

@@ -108,7 +108,13 @@ fn expected(
 async fn every_alarm_reads_back_exactly() {
     let aws = aws_support::aws_bridged(AwsConfig::default()).await;
     let ns = unique("t");
-    let d = desired(&spec(&ns, "{cacheCPUPercent: 65, dynamodbThrottleEventsPerMinute: 3}"), &[]);
+    let d = desired(
+        &spec(
+            &ns,
+            "{cacheCPUPercent: 65, dynamodbThrottleEventsPerMinute: 3}",
+        ),
+        &[],
+    );
     let report = cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
     assert_eq!(report.changes.len(), 14);
     let alarms = read_back(&aws, &d.prefix).await;
@@ -122,20 +128,174 @@ async fn every_alarm_reads_back_exactly() {
         "LessThanThreshold",
     );
     let want: BTreeMap<String, Row> = [
-        ("alb-target-5xx", expected(&ns, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &[("LoadBalancer", lb)], "Sum", 10.0, gt)),
-        ("alb-unhealthy-hosts", expected(&ns, "AWS/ApplicationELB", "UnHealthyHostCount", &[("LoadBalancer", lb), ("TargetGroup", tg)], "Maximum", 1.0, ge)),
-        ("aurora-cpu", expected(&ns, "AWS/RDS", "CPUUtilization", &[("DBClusterIdentifier", &id)], "Average", 80.0, gt)),
-        ("aurora-freeable-memory", expected(&ns, "AWS/RDS", "FreeableMemory", &[("DBClusterIdentifier", &id)], "Minimum", 268_435_456.0, lt)),
-        ("aurora-replica-lag", expected(&ns, "AWS/RDS", "AuroraReplicaLagMaximum", &[("DBClusterIdentifier", &id)], "Maximum", 1000.0, gt)),
-        ("cache-cpu-001", expected(&ns, "AWS/ElastiCache", "CPUUtilization", &[("CacheClusterId", &format!("{id}-001"))], "Average", 65.0, gt)),
-        ("cache-cpu-002", expected(&ns, "AWS/ElastiCache", "CPUUtilization", &[("CacheClusterId", &format!("{id}-002"))], "Average", 65.0, gt)),
-        ("cache-evictions-001", expected(&ns, "AWS/ElastiCache", "Evictions", &[("CacheClusterId", &format!("{id}-001"))], "Sum", 100.0, gt)),
-        ("cache-evictions-002", expected(&ns, "AWS/ElastiCache", "Evictions", &[("CacheClusterId", &format!("{id}-002"))], "Sum", 100.0, gt)),
-        ("cache-replication-lag-001", expected(&ns, "AWS/ElastiCache", "ReplicationLag", &[("CacheClusterId", &format!("{id}-001"))], "Maximum", 30.0, gt)),
-        ("cache-replication-lag-002", expected(&ns, "AWS/ElastiCache", "ReplicationLag", &[("CacheClusterId", &format!("{id}-002"))], "Maximum", 30.0, gt)),
-        ("dynamodb-read-throttles-carts", expected(&ns, "AWS/DynamoDB", "ReadThrottleEvents", &[("TableName", &table)], "Sum", 3.0, gt)),
-        ("dynamodb-write-throttles-carts", expected(&ns, "AWS/DynamoDB", "WriteThrottleEvents", &[("TableName", &table)], "Sum", 3.0, gt)),
-        ("route53-health-check", expected(&ns, "AWS/Route53", "HealthCheckStatus", &[("HealthCheckId", "abcdef01-2345-6789-abcd-ef0123456789")], "Minimum", 1.0, lt)),
+        (
+            "alb-target-5xx",
+            expected(
+                &ns,
+                "AWS/ApplicationELB",
+                "HTTPCode_Target_5XX_Count",
+                &[("LoadBalancer", lb)],
+                "Sum",
+                10.0,
+                gt,
+            ),
+        ),
+        (
+            "alb-unhealthy-hosts",
+            expected(
+                &ns,
+                "AWS/ApplicationELB",
+                "UnHealthyHostCount",
+                &[("LoadBalancer", lb), ("TargetGroup", tg)],
+                "Maximum",
+                1.0,
+                ge,
+            ),
+        ),
+        (
+            "aurora-cpu",
+            expected(
+                &ns,
+                "AWS/RDS",
+                "CPUUtilization",
+                &[("DBClusterIdentifier", &id)],
+                "Average",
+                80.0,
+                gt,
+            ),
+        ),
+        (
+            "aurora-freeable-memory",
+            expected(
+                &ns,
+                "AWS/RDS",
+                "FreeableMemory",
+                &[("DBClusterIdentifier", &id)],
+                "Minimum",
+                268_435_456.0,
+                lt,
+            ),
+        ),
+        (
+            "aurora-replica-lag",
+            expected(
+                &ns,
+                "AWS/RDS",
+                "AuroraReplicaLagMaximum",
+                &[("DBClusterIdentifier", &id)],
+                "Maximum",
+                1000.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-cpu-001",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "CPUUtilization",
+                &[("CacheClusterId", &format!("{id}-001"))],
+                "Average",
+                65.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-cpu-002",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "CPUUtilization",
+                &[("CacheClusterId", &format!("{id}-002"))],
+                "Average",
+                65.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-evictions-001",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "Evictions",
+                &[("CacheClusterId", &format!("{id}-001"))],
+                "Sum",
+                100.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-evictions-002",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "Evictions",
+                &[("CacheClusterId", &format!("{id}-002"))],
+                "Sum",
+                100.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-replication-lag-001",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "ReplicationLag",
+                &[("CacheClusterId", &format!("{id}-001"))],
+                "Maximum",
+                30.0,
+                gt,
+            ),
+        ),
+        (
+            "cache-replication-lag-002",
+            expected(
+                &ns,
+                "AWS/ElastiCache",
+                "ReplicationLag",
+                &[("CacheClusterId", &format!("{id}-002"))],
+                "Maximum",
+                30.0,
+                gt,
+            ),
+        ),
+        (
+            "dynamodb-read-throttles-carts",
+            expected(
+                &ns,
+                "AWS/DynamoDB",
+                "ReadThrottleEvents",
+                &[("TableName", &table)],
+                "Sum",
+                3.0,
+                gt,
+            ),
+        ),
+        (
+            "dynamodb-write-throttles-carts",
+            expected(
+                &ns,
+                "AWS/DynamoDB",
+                "WriteThrottleEvents",
+                &[("TableName", &table)],
+                "Sum",
+                3.0,
+                gt,
+            ),
+        ),
+        (
+            "route53-health-check",
+            expected(
+                &ns,
+                "AWS/Route53",
+                "HealthCheckStatus",
+                &[("HealthCheckId", "abcdef01-2345-6789-abcd-ef0123456789")],
+                "Minimum",
+                1.0,
+                lt,
+            ),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -143,7 +303,11 @@ async fn every_alarm_reads_back_exactly() {
     let got: BTreeMap<String, Row> = alarms.iter().map(|(k, o)| (k.clone(), row(o))).collect();
     assert_eq!(got, want);
     for (name, o) in &alarms {
-        assert_eq!((o.period, o.evaluation_periods), (60, if name == "route53-health-check" { 3 } else { 5 }), "{name}");
+        assert_eq!(
+            (o.period, o.evaluation_periods),
+            (60, if name == "route53-health-check" { 3 } else { 5 }),
+            "{name}"
+        );
         assert_eq!(o.alarm_actions, vec![TOPIC.to_string()], "{name}");
         assert_eq!(o.ok_actions, vec![TOPIC.to_string()], "{name}");
         // moto: OK at creation (CloudWatch: INSUFFICIENT_DATA, which halo assumes for a new one).
@@ -215,11 +379,7 @@ async fn alarm_states_are_read_back() {
     assert_eq!(states[lag.as_str()], "OK");
     assert_eq!(
         cloudwatch::condition(&report),
-        (
-            false,
-            "AlarmFiring",
-            format!("in ALARM: {cpu}")
-        )
+        (false, "AlarmFiring", format!("in ALARM: {cpu}"))
     );
 }
 
@@ -233,7 +393,9 @@ async fn changes_and_removal() {
     let first = cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
     let changed = same_app(desired(&spec(&ns, "{databaseCPUPercent: 90}"), &[]), &d);
     let before = aws.calls().snapshot();
-    let report = cloudwatch::ensure(&aws, &changed, true).await.expect("ensure");
+    let report = cloudwatch::ensure(&aws, &changed, true)
+        .await
+        .expect("ensure");
     assert_eq!(
         report
             .changes
@@ -244,7 +406,10 @@ async fn changes_and_removal() {
     );
     let calls = aws.calls().since(&before);
     assert_eq!(calls.get("cloudwatch:PutMetricAlarm"), Some(&1));
-    assert_eq!(read_back(&aws, &d.prefix).await["aurora-cpu"].threshold, 90.0);
+    assert_eq!(
+        read_back(&aws, &d.prefix).await["aurora-cpu"].threshold,
+        90.0
+    );
 
     // Someone else's alarm under the prefix.
     let foreign = format!("{}manual", d.prefix);
@@ -274,7 +439,9 @@ async fn changes_and_removal() {
     .expect("cleanup pass");
     removed.owner = d.owner.clone();
     removed.tags = d.tags.clone();
-    let report = cloudwatch::ensure(&aws, &removed, false).await.expect("ensure");
+    let report = cloudwatch::ensure(&aws, &removed, false)
+        .await
+        .expect("ensure");
     assert_eq!(report.states, vec![]);
     assert_eq!(report.changes.len(), 1);
     let left: Vec<String> = read_back(&aws, &d.prefix).await.into_keys().collect();

@@ -545,7 +545,11 @@ async fn app_with_tables_bucket_and_alarms_converges_and_deletes() {
     // moto starts alarms in OK.
     assert_eq!(
         condition(&app, "AlarmsOK"),
-        ("True", "NoAlarmFiring", "4 alarms, none in ALARM (0 with insufficient data)")
+        (
+            "True",
+            "NoAlarmFiring",
+            "4 alarms, none in ALARM (0 with insufficient data)"
+        )
     );
     let status = app.status.clone().expect("status");
     assert_eq!(

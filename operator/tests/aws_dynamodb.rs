@@ -18,7 +18,11 @@ use halo::aws::{Aws, AwsConfig, TAG_UID, is_read_only};
 use halo::crd_storage::{RetainOrDelete, TableStatus};
 
 fn desired(ns: &str, tables: &str, recorded: &[TableStatus]) -> DesiredTables {
-    let v = app(&manifest(ns, "shop", &format!("  dynamodb:\n    tables:\n{tables}")));
+    let v = app(&manifest(
+        ns,
+        "shop",
+        &format!("  dynamodb:\n    tables:\n{tables}"),
+    ));
     dynamodb::desired(&v, recorded).expect("dynamodb section")
 }
 
@@ -101,7 +105,12 @@ async fn creates_tables_with_recovery_and_protection() {
     let keys: Vec<(String, String)> = t
         .key_schema()
         .iter()
-        .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
+        .map(|k| {
+            (
+                k.attribute_name().to_string(),
+                k.key_type().as_str().to_string(),
+            )
+        })
         .collect();
     assert_eq!(keys, vec![("id".to_string(), "HASH".to_string())]);
     assert_eq!(
@@ -123,7 +132,12 @@ async fn creates_tables_with_recovery_and_protection() {
     let mut keys: Vec<(String, String)> = o
         .key_schema()
         .iter()
-        .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
+        .map(|k| {
+            (
+                k.attribute_name().to_string(),
+                k.key_type().as_str().to_string(),
+            )
+        })
         .collect();
     keys.sort();
     assert_eq!(
@@ -179,7 +193,10 @@ async fn creates_tables_with_recovery_and_protection() {
     let arn = t.table_arn().expect("arn").to_string();
     let tagged = tags(&aws, &arn).await;
     assert_eq!(tagged.get(TAG_UID), Some(&d.owner.uid));
-    assert_eq!(tagged.get("halo.dev/table").map(String::as_str), Some("carts"));
+    assert_eq!(
+        tagged.get("halo.dev/table").map(String::as_str),
+        Some("carts")
+    );
 
     assert_eq!(
         report.records(&d)[0],
@@ -247,7 +264,10 @@ async fn replicas_are_requested_with_replica_updates() {
         r#"{{"TableName":"{table}","ReplicaUpdates":[{{"Create":{{"RegionName":"us-west-2"}}}}]}}"#
     );
     assert!(sent.contains(&update), "no {update} in: {sent}");
-    assert!(sent.contains("X-Amz-Target: DynamoDB_20120810.UpdateTable") || sent.contains("x-amz-target: DynamoDB_20120810.UpdateTable"));
+    assert!(
+        sent.contains("X-Amz-Target: DynamoDB_20120810.UpdateTable")
+            || sent.contains("x-amz-target: DynamoDB_20120810.UpdateTable")
+    );
     assert!(
         second
             .changes
@@ -260,7 +280,10 @@ async fn replicas_are_requested_with_replica_updates() {
     let third = dynamodb::ensure(&aws, &d).await;
     let observed = third.tables[0].observed.clone().expect("observed");
     assert_eq!(observed.replicas, vec![]);
-    assert_eq!(observed.stream_view_type.as_deref(), Some("NEW_AND_OLD_IMAGES"));
+    assert_eq!(
+        observed.stream_view_type.as_deref(),
+        Some("NEW_AND_OLD_IMAGES")
+    );
     assert!(!dynamodb::readiness(&third).ready);
 }
 
@@ -281,7 +304,11 @@ async fn removed_tables_follow_their_deletion_policy() {
     let dropped = format!("{ns}-shop-dropped");
 
     let after = same_app(
-        desired(&ns, "    - {name: stays, partitionKey: {name: id}}\n", &records),
+        desired(
+            &ns,
+            "    - {name: stays, partitionKey: {name: id}}\n",
+            &records,
+        ),
         &d,
     );
     assert_eq!(
@@ -325,7 +352,7 @@ async fn removed_tables_follow_their_deletion_policy() {
         vec!["stays"]
     );
     assert!(exists(&aws, &kept).await);
-    let arn = format!("{}", {
+    let arn = {
         let out = aws
             .dynamodb()
             .await
@@ -334,8 +361,11 @@ async fn removed_tables_follow_their_deletion_policy() {
             .send()
             .await
             .expect("kept");
-        out.table().and_then(|t| t.table_arn()).unwrap_or_default().to_string()
-    });
+        out.table()
+            .and_then(|t| t.table_arn())
+            .unwrap_or_default()
+            .to_string()
+    };
     assert_eq!(tags(&aws, &arn).await, BTreeMap::new());
     // moto deletes at once; DynamoDB would show DELETING first, which cleanup also accepts.
     assert!(!exists(&aws, &dropped).await);

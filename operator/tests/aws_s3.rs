@@ -18,6 +18,11 @@ use aws_support::{Recorder, app, manifest, sdk, sdk_at, unique};
 use halo::aws::s3::{self, DesiredBucket};
 use halo::aws::{Aws, AwsConfig, TAG_UID, is_read_only};
 
+/// (id, status, noncurrent days, prefix) of a lifecycle rule.
+type LifecycleRow<'a> = (Option<&'a str>, &'a str, Option<i32>, Option<&'a str>);
+/// (id, priority, status, destination bucket) of a replication rule.
+type ReplicationRow<'a> = (Option<&'a str>, Option<i32>, &'a str, Option<&'a str>);
+
 const ROLE: &str = "arn:aws:iam::123456789012:role/halo-s3-replication";
 
 fn config(role: bool) -> AwsConfig {
@@ -32,7 +37,11 @@ async fn aws_with(config: AwsConfig) -> Aws {
 }
 
 fn desired(ns: &str, assets: &str, config: &AwsConfig) -> DesiredBucket {
-    let v = app(&manifest(ns, "shop", &format!("  staticAssets: {assets}\n")));
+    let v = app(&manifest(
+        ns,
+        "shop",
+        &format!("  staticAssets: {assets}\n"),
+    ));
     s3::desired(&v, config).expect("staticAssets section")
 }
 
@@ -47,10 +56,20 @@ async fn bucket_settings_read_back_exactly() {
     let recorder = Recorder::start();
     let aws = Aws::with_sdk_config(config(true), sdk_at(&recorder.url).await);
     let ns = unique("t");
-    let d = desired(&ns, "{replicateTo: {region: us-west-2}, noncurrentVersionExpirationDays: 14}", &aws.config);
+    let d = desired(
+        &ns,
+        "{replicateTo: {region: us-west-2}, noncurrentVersionExpirationDays: 14}",
+        &aws.config,
+    );
     let bucket = format!("{ns}-shop-assets");
     let replica = format!("{bucket}-us-west-2");
-    assert_eq!((d.bucket.as_str(), d.replica.as_ref().map(|r| r.bucket.as_str())), (bucket.as_str(), Some(replica.as_str())));
+    assert_eq!(
+        (
+            d.bucket.as_str(),
+            d.replica.as_ref().map(|r| r.bucket.as_str())
+        ),
+        (bucket.as_str(), Some(replica.as_str()))
+    );
     let report = s3::ensure(&aws, &d).await.expect("ensure");
     assert_eq!(
         report
@@ -73,43 +92,95 @@ async fn bucket_settings_read_back_exactly() {
     );
     assert_eq!(
         s3::readiness(&d, &report).message,
-        format!("S3 bucket {bucket} (us-east-1): versioned, encrypted with SSE-S3, public access blocked, noncurrent versions expire after 14 days, replicated to {replica} in us-west-2")
+        format!(
+            "S3 bucket {bucket} (us-east-1): versioned, encrypted with SSE-S3, public access blocked, noncurrent versions expire after 14 days, replicated to {replica} in us-west-2"
+        )
     );
 
     let client = aws.s3().await;
     assert_eq!(
-        s3::versioning_status(&aws, client, &bucket).await.expect("versioning").as_deref(),
+        s3::versioning_status(&aws, client, &bucket)
+            .await
+            .expect("versioning")
+            .as_deref(),
         Some("Enabled")
     );
-    let enc = client.get_bucket_encryption().bucket(&bucket).send().await.expect("encryption");
-    let rules = enc.server_side_encryption_configuration().expect("config").rules();
+    let enc = client
+        .get_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("encryption");
+    let rules = enc
+        .server_side_encryption_configuration()
+        .expect("config")
+        .rules();
     assert_eq!(rules.len(), 1);
-    let default = rules[0].apply_server_side_encryption_by_default().expect("default");
-    assert_eq!((default.sse_algorithm().as_str(), default.kms_master_key_id()), ("AES256", None));
-    let pab = client.get_public_access_block().bucket(&bucket).send().await.expect("pab");
+    let default = rules[0]
+        .apply_server_side_encryption_by_default()
+        .expect("default");
+    assert_eq!(
+        (
+            default.sse_algorithm().as_str(),
+            default.kms_master_key_id()
+        ),
+        ("AES256", None)
+    );
+    let pab = client
+        .get_public_access_block()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("pab");
     let pab = pab.public_access_block_configuration().expect("pab config");
     assert_eq!(
-        (pab.block_public_acls(), pab.ignore_public_acls(), pab.block_public_policy(), pab.restrict_public_buckets()),
+        (
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ),
         (Some(true), Some(true), Some(true), Some(true))
     );
-    let lifecycle = client.get_bucket_lifecycle_configuration().bucket(&bucket).send().await.expect("lifecycle");
-    let rules: Vec<(Option<&str>, &str, Option<i32>, Option<&str>)> = lifecycle
+    let lifecycle = client
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle");
+    let rules: Vec<LifecycleRow> = lifecycle
         .rules()
         .iter()
         .map(|r| {
             (
                 r.id(),
                 r.status().as_str(),
-                r.noncurrent_version_expiration().and_then(|n| n.noncurrent_days()),
+                r.noncurrent_version_expiration()
+                    .and_then(|n| n.noncurrent_days()),
                 r.filter().and_then(|f| f.prefix()),
             )
         })
         .collect();
-    assert_eq!(rules, vec![(Some("halo-expire-noncurrent-versions"), "Enabled", Some(14), Some(""))]);
-    let replication = client.get_bucket_replication().bucket(&bucket).send().await.expect("replication");
-    let rc = replication.replication_configuration().expect("replication config");
+    assert_eq!(
+        rules,
+        vec![(
+            Some("halo-expire-noncurrent-versions"),
+            "Enabled",
+            Some(14),
+            Some("")
+        )]
+    );
+    let replication = client
+        .get_bucket_replication()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("replication");
+    let rc = replication
+        .replication_configuration()
+        .expect("replication config");
     assert_eq!(rc.role(), ROLE);
-    let rules: Vec<(Option<&str>, Option<i32>, &str, Option<&str>)> = rc
+    let rules: Vec<ReplicationRow> = rc
         .rules()
         .iter()
         .map(|r| {
@@ -124,12 +195,19 @@ async fn bucket_settings_read_back_exactly() {
     let destination = format!("arn:aws:s3:::{replica}");
     assert_eq!(
         rules,
-        vec![(Some("halo-replicate-all"), Some(1), "Enabled", Some(destination.as_str()))]
+        vec![(
+            Some("halo-replicate-all"),
+            Some(1),
+            "Enabled",
+            Some(destination.as_str())
+        )]
     );
     // moto reports DeleteMarkerReplication Disabled whatever was sent: assert the request.
     let sent = recorder.sent();
     assert!(
-        sent.contains("<DeleteMarkerReplication><Status>Enabled</Status></DeleteMarkerReplication>"),
+        sent.contains(
+            "<DeleteMarkerReplication><Status>Enabled</Status></DeleteMarkerReplication>"
+        ),
         "PutBucketReplication without delete marker replication: {sent}"
     );
     let tags: BTreeMap<String, String> = client
@@ -145,10 +223,21 @@ async fn bucket_settings_read_back_exactly() {
     assert_eq!(tags.get(TAG_UID), Some(&d.owner.uid));
 
     let west = aws.s3_client(Some("us-west-2")).await;
-    let location = west.get_bucket_location().bucket(&replica).send().await.expect("location");
-    assert_eq!(location.location_constraint().map(|l| l.as_str()), Some("us-west-2"));
+    let location = west
+        .get_bucket_location()
+        .bucket(&replica)
+        .send()
+        .await
+        .expect("location");
     assert_eq!(
-        s3::versioning_status(&aws, &west, &replica).await.expect("versioning").as_deref(),
+        location.location_constraint().map(|l| l.as_str()),
+        Some("us-west-2")
+    );
+    assert_eq!(
+        s3::versioning_status(&aws, &west, &replica)
+            .await
+            .expect("versioning")
+            .as_deref(),
         Some("Enabled")
     );
 
@@ -182,16 +271,30 @@ async fn kms_encryption_and_lifecycle_drift() {
     s3::ensure(&aws, &d).await.expect("ensure");
     let client = aws.s3().await;
     let bucket = d.bucket.clone();
-    let enc = client.get_bucket_encryption().bucket(&bucket).send().await.expect("encryption");
-    let default = enc.server_side_encryption_configuration().expect("config").rules()[0]
+    let enc = client
+        .get_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("encryption");
+    let default = enc
+        .server_side_encryption_configuration()
+        .expect("config")
+        .rules()[0]
         .apply_server_side_encryption_by_default()
         .cloned()
         .expect("default");
     assert_eq!(
-        (default.sse_algorithm().as_str(), default.kms_master_key_id()),
+        (
+            default.sse_algorithm().as_str(),
+            default.kms_master_key_id()
+        ),
         ("aws:kms", Some("alias/shop-assets"))
     );
-    use aws_sdk_s3::types::{BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration};
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter, NoncurrentVersionExpiration,
+    };
     let theirs = LifecycleRule::builder()
         .id("team-tmp")
         .status(ExpirationStatus::Enabled)
@@ -203,7 +306,11 @@ async fn kms_encryption_and_lifecycle_drift() {
         .id("halo-expire-noncurrent-versions")
         .status(ExpirationStatus::Enabled)
         .filter(LifecycleRuleFilter::builder().prefix("").build())
-        .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(365).build())
+        .noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(365)
+                .build(),
+        )
         .build()
         .expect("rule");
     client
@@ -221,16 +328,39 @@ async fn kms_encryption_and_lifecycle_drift() {
         .expect("drift");
     let report = s3::ensure(&aws, &d).await.expect("ensure");
     assert_eq!(
-        report.changes.iter().map(|c| c.message.clone()).collect::<Vec<_>>(),
-        vec![format!("S3 bucket {bucket}: noncurrent versions expire after 30 days")]
+        report
+            .changes
+            .iter()
+            .map(|c| c.message.clone())
+            .collect::<Vec<_>>(),
+        vec![format!(
+            "S3 bucket {bucket}: noncurrent versions expire after 30 days"
+        )]
     );
-    let lifecycle = client.get_bucket_lifecycle_configuration().bucket(&bucket).send().await.expect("lifecycle");
+    let lifecycle = client
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle");
     let ids: Vec<(Option<&str>, Option<i32>)> = lifecycle
         .rules()
         .iter()
-        .map(|r| (r.id(), r.noncurrent_version_expiration().and_then(|n| n.noncurrent_days())))
+        .map(|r| {
+            (
+                r.id(),
+                r.noncurrent_version_expiration()
+                    .and_then(|n| n.noncurrent_days()),
+            )
+        })
         .collect();
-    assert_eq!(ids, vec![(Some("team-tmp"), None), (Some("halo-expire-noncurrent-versions"), Some(30))]);
+    assert_eq!(
+        ids,
+        vec![
+            (Some("team-tmp"), None),
+            (Some("halo-expire-noncurrent-versions"), Some(30))
+        ]
+    );
 }
 
 /// replicateTo without a configured role: the bucket and its replica are set up, and the
@@ -239,14 +369,28 @@ async fn kms_encryption_and_lifecycle_drift() {
 async fn replication_without_a_role_is_a_clear_error() {
     let aws = aws_with(config(false)).await;
     let ns = unique("t");
-    let d = desired(&ns, "{replicateTo: {region: eu-west-1, bucket: REPLICA}}".replace("REPLICA", &format!("{ns}-dr")).as_str(), &aws.config);
+    let d = desired(
+        &ns,
+        "{replicateTo: {region: eu-west-1, bucket: REPLICA}}"
+            .replace("REPLICA", &format!("{ns}-dr"))
+            .as_str(),
+        &aws.config,
+    );
     let err = s3::ensure(&aws, &d).await.expect_err("no role");
     assert_eq!(
         err.to_string(),
         "invalid spec: spec.staticAssets.replicateTo: replication needs an IAM role for S3 to assume, and this operator has none: start halo with --s3-replication-role-arn (HALO_S3_REPLICATION_ROLE_ARN, chart value aws.s3ReplicationRoleArn)"
     );
     assert!(bucket_exists(aws.s3().await, &d.bucket).await);
-    assert!(aws.s3().await.get_bucket_replication().bucket(&d.bucket).send().await.is_err());
+    assert!(
+        aws.s3()
+            .await
+            .get_bucket_replication()
+            .bucket(&d.bucket)
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 async fn put_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
@@ -271,10 +415,16 @@ async fn retain_keeps_the_bucket() {
     put_object(client, &d.bucket, "index.html").await;
     let report = s3::cleanup(&aws, &d).await.expect("cleanup");
     assert!(report.done);
-    assert_eq!(report.message, format!("S3 bucket {} retained; halo's tags removed", d.bucket));
+    assert_eq!(
+        report.message,
+        format!("S3 bucket {} retained; halo's tags removed", d.bucket)
+    );
     assert!(bucket_exists(client, &d.bucket).await);
     let tags = client.get_bucket_tagging().bucket(&d.bucket).send().await;
-    assert!(tags.map(|t| t.tag_set().is_empty()).unwrap_or(true), "tags left");
+    assert!(
+        tags.map(|t| t.tag_set().is_empty()).unwrap_or(true),
+        "tags left"
+    );
 }
 
 /// Delete refuses a bucket with objects unless emptyOnDelete is set; with it, every version
@@ -291,7 +441,10 @@ async fn delete_needs_empty_on_delete_for_a_non_empty_bucket() {
     let err = s3::cleanup(&aws, &d).await.expect_err("refused");
     assert_eq!(
         err.to_string(),
-        format!("cannot delete S3 bucket {}: it holds objects; set staticAssets.emptyOnDelete: true to let halo delete every object version, empty it yourself, or use deletionPolicy: Retain", d.bucket)
+        format!(
+            "cannot delete S3 bucket {}: it holds objects; set staticAssets.emptyOnDelete: true to let halo delete every object version, empty it yourself, or use deletionPolicy: Retain",
+            d.bucket
+        )
     );
     assert!(bucket_exists(client, &d.bucket).await);
 

@@ -28,7 +28,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
 
-use super::{Aws, AwsConfig, Change, Ownership, aurora, dynamodb, elasticache, ownership, ownership_tags};
+use super::{
+    Aws, AwsConfig, Change, Ownership, aurora, dynamodb, elasticache, ownership, ownership_tags,
+};
 use crate::crd_storage::{AlarmStatus, AlarmsSpec};
 use crate::meta::Owner;
 use crate::validate::ValidatedApp;
@@ -232,7 +234,10 @@ pub fn desired(
                 (5, 5),
                 t.cache_cpu_percent,
                 GT,
-                format!("ElastiCache node {node}: CPU above {}%", t.cache_cpu_percent),
+                format!(
+                    "ElastiCache node {node}: CPU above {}%",
+                    t.cache_cpu_percent
+                ),
             );
             b.add(
                 &format!("cache-evictions-{i:03}"),
@@ -620,7 +625,9 @@ async fn delete(aws: &Aws, cw: &aws_sdk_cloudwatch::Client, names: Vec<String>) 
     for chunk in names.chunks(100) {
         aws.call(
             "cloudwatch:DeleteAlarms",
-            cw.delete_alarms().set_alarm_names(Some(chunk.to_vec())).send(),
+            cw.delete_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .send(),
         )
         .await?;
     }
@@ -752,8 +759,13 @@ spec:
     /// Every managed part gets its alarms; what halo cannot know yet is skipped with a reason.
     #[test]
     fn alarms_for_every_managed_part() {
-        let d = desired(&validated(APP), &AwsConfig::default(), &AlarmInputs::default(), &[])
-            .expect("alarms");
+        let d = desired(
+            &validated(APP),
+            &AwsConfig::default(),
+            &AlarmInputs::default(),
+            &[],
+        )
+        .expect("alarms");
         assert_eq!(d.prefix, "halo/shop/web/");
         assert_eq!(
             names(&d),
@@ -824,8 +836,13 @@ spec:
             name: "halo/default/web/route53-health-check".into(),
             state: "OK".into(),
         }];
-        let d = desired(&bare, &AwsConfig::default(), &AlarmInputs::default(), &recorded)
-            .expect("cleanup pass");
+        let d = desired(
+            &bare,
+            &AwsConfig::default(),
+            &AlarmInputs::default(),
+            &recorded,
+        )
+        .expect("cleanup pass");
         assert!(d.alarms.is_empty());
         assert_eq!(d.regions, vec![None, Some("us-east-1")]);
     }
@@ -833,8 +850,13 @@ spec:
     /// The same settings compare equal; a changed threshold does not.
     #[test]
     fn compare_detects_threshold_changes() {
-        let d = desired(&validated(APP), &AwsConfig::default(), &AlarmInputs::default(), &[])
-            .expect("alarms");
+        let d = desired(
+            &validated(APP),
+            &AwsConfig::default(),
+            &AlarmInputs::default(),
+            &[],
+        )
+        .expect("alarms");
         let a = &d.alarms[1];
         let o = ObservedAlarm {
             name: a.name.clone(),

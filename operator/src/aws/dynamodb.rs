@@ -12,9 +12,10 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode as SdkBillingMode, CreateReplicationGroupMemberAction,
-    DeleteReplicationGroupMemberAction, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    PointInTimeRecoveryStatus, ProvisionedThroughput, ReplicationGroupUpdate, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableDescription, Tag,
+    DeleteReplicationGroupMemberAction, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, PointInTimeRecoveryStatus, ProvisionedThroughput,
+    ReplicationGroupUpdate, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableDescription, Tag,
 };
 
 use super::{
@@ -348,7 +349,11 @@ pub fn readiness(report: &TablesReport) -> super::Readiness {
             continue;
         }
         if let Some(next) = t.pending.first() {
-            waiting.push(format!("{} is active; next: {}", o.table_name, next.describe()));
+            waiting.push(format!(
+                "{} is active; next: {}",
+                o.table_name,
+                next.describe()
+            ));
             busy = true;
             if reason == reasons::AVAILABLE {
                 reason = reasons::MODIFYING;
@@ -736,9 +741,7 @@ pub async fn ensure(aws: &Aws, d: &DesiredTables) -> TablesReport {
                 report.removed.push((record.clone(), c.message, c.done));
             }
             Err(e) => {
-                report
-                    .removed
-                    .push((record.clone(), e.to_string(), false));
+                report.removed.push((record.clone(), e.to_string(), false));
                 report.errors.push(e);
             }
         }
@@ -814,7 +817,10 @@ pub async fn cleanup_table(
         // A global table loses its replicas first, one per UpdateTable.
         let change = TableChange::RemoveReplica(region.clone());
         apply_change(aws, table_name, &change).await?;
-        let message = format!("{KIND} {table_name}: {} before deleting it", change.describe());
+        let message = format!(
+            "{KIND} {table_name}: {} before deleting it",
+            change.describe()
+        );
         return Ok(CleanupReport {
             done: false,
             message: message.clone(),
@@ -883,7 +889,10 @@ spec:
     fn observed(d: &DesiredTable) -> ObservedTable {
         ObservedTable {
             table_name: d.table_name.clone(),
-            arn: format!("arn:aws:dynamodb:us-east-1:123456789012:table/{}", d.table_name),
+            arn: format!(
+                "arn:aws:dynamodb:us-east-1:123456789012:table/{}",
+                d.table_name
+            ),
             status: "ACTIVE".into(),
             billing_mode: d.billing_mode.as_str().into(),
             read_capacity: d.read_capacity,
@@ -920,7 +929,10 @@ spec:
             (orders.read_capacity, orders.write_capacity),
             (Some(5), Some(2))
         );
-        assert_eq!(orders.sort_key.as_ref().map(|k| k.type_.as_str()), Some("N"));
+        assert_eq!(
+            orders.sort_key.as_ref().map(|k| k.type_.as_str()),
+            Some("N")
+        );
         assert!(d.removed.is_empty());
         assert_eq!(env_key("order-items"), "DYNAMODB_TABLE_ORDER_ITEMS");
     }

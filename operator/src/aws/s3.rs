@@ -16,8 +16,8 @@ use aws_sdk_s3::types::{
     Destination, ExpirationStatus, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
     ObjectIdentifier, PublicAccessBlockConfiguration, ReplicationConfiguration, ReplicationRule,
     ReplicationRuleFilter, ReplicationRuleStatus, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag,
-    Tagging, VersioningConfiguration,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
 };
 
 use super::{
@@ -65,7 +65,10 @@ pub struct DesiredBucket {
 
 /// The default bucket name: `<namespace>-<app>-assets`.
 pub fn default_bucket(owner: &Owner) -> String {
-    format!("{}-assets", resource_id(owner, MAX_BUCKET - "-assets".len()))
+    format!(
+        "{}-assets",
+        resource_id(owner, MAX_BUCKET - "-assets".len())
+    )
 }
 
 /// The default replica bucket name: the source's with `-<region>`, hashed when too long.
@@ -248,7 +251,10 @@ pub fn readiness(d: &DesiredBucket, report: &BucketReport) -> Readiness {
             _ => "encrypted with SSE-S3".to_string(),
         },
         "public access blocked".to_string(),
-        format!("noncurrent versions expire after {} days", d.noncurrent_days),
+        format!(
+            "noncurrent versions expire after {} days",
+            d.noncurrent_days
+        ),
     ];
     if let Some(r) = &report.replica {
         parts.push(format!("replicated to {} in {}", r.bucket, r.region));
@@ -442,7 +448,9 @@ async fn observe(
         match aws
             .call(
                 "s3:GetBucketLifecycleConfiguration",
-                s3.get_bucket_lifecycle_configuration().bucket(bucket).send(),
+                s3.get_bucket_lifecycle_configuration()
+                    .bucket(bucket)
+                    .send(),
             )
             .await
         {
@@ -805,8 +813,7 @@ async fn cleanup_bucket(
     let Some(tags) = bucket_tags(aws, s3, bucket).await? else {
         return Ok(done(format!("{KIND} {bucket} is gone"), vec![]));
     };
-    if ownership(&d.owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours
-    {
+    if ownership(&d.owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
         return Ok(done(
             format!("{KIND} {bucket} is not tagged for this app: left alone"),
             vec![],
@@ -861,11 +868,8 @@ async fn cleanup_bucket(
             });
         }
     }
-    aws.call(
-        "s3:DeleteBucket",
-        s3.delete_bucket().bucket(bucket).send(),
-    )
-    .await?;
+    aws.call("s3:DeleteBucket", s3.delete_bucket().bucket(bucket).send())
+        .await?;
     let message = format!("{KIND} {bucket} deleted");
     changes.push(Change::new(reasons::DELETING, message.clone()));
     Ok(done(message, changes))
@@ -903,7 +907,9 @@ spec:
 
     fn config() -> AwsConfig {
         AwsConfig {
-            s3_replication_role_arn: Some("arn:aws:iam::123456789012:role/halo-s3-replication".into()),
+            s3_replication_role_arn: Some(
+                "arn:aws:iam::123456789012:role/halo-s3-replication".into(),
+            ),
             ..AwsConfig::default()
         }
     }

@@ -37,7 +37,11 @@ impl StorageObserved {
 }
 
 /// `DynamoDBReady` and `StaticAssetsReady`, for the sections the app has (they go into `Ready`).
-pub fn conditions(app: &ValidatedApp, observed: &StorageObserved, old: &[Condition]) -> Vec<Computed> {
+pub fn conditions(
+    app: &ValidatedApp,
+    observed: &StorageObserved,
+    old: &[Condition],
+) -> Vec<Computed> {
     let mut out = Vec::new();
     if app.dynamodb.is_some() {
         out.push(condition(DYNAMODB_READY, observed.dynamodb.as_ref(), old));
@@ -68,11 +72,7 @@ pub fn tables(
     observed: &StorageObserved,
     old: Option<&HighlyAvailableAppStatus>,
 ) -> Vec<TableStatus> {
-    endpoints(
-        observed.dynamodb.as_ref(),
-        old.map(|s| &s.dynamodb_tables),
-    )
-    .unwrap_or_default()
+    endpoints(observed.dynamodb.as_ref(), old.map(|s| &s.dynamodb_tables)).unwrap_or_default()
 }
 
 /// `status.staticAssets`, while the app has the section.
@@ -89,7 +89,10 @@ pub fn static_assets(
 }
 
 /// `status.alarms`: this reconcile's states, else those last seen.
-pub fn alarms(observed: &StorageObserved, old: Option<&HighlyAvailableAppStatus>) -> Vec<AlarmStatus> {
+pub fn alarms(
+    observed: &StorageObserved,
+    old: Option<&HighlyAvailableAppStatus>,
+) -> Vec<AlarmStatus> {
     endpoints(observed.alarms.as_ref(), old.map(|s| &s.alarms)).unwrap_or_default()
 }
 

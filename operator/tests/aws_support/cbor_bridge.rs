@@ -76,8 +76,11 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Sends one request upstream with `Connection: close`; returns status, headers and body.
-fn forward(upstream: &str, req: &Request) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// Status, headers and body of an answer.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Sends one request upstream with `Connection: close`.
+fn forward(upstream: &str, req: &Request) -> Option<Answer> {
     let mut server = TcpStream::connect(upstream).ok()?;
     let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.path).into_bytes();
     for (k, v) in &req.headers {
@@ -160,10 +163,8 @@ fn serve(client: TcpStream, upstream: &str) {
     req.headers.retain(|(k, _)| {
         !k.eq_ignore_ascii_case("content-type") && !k.eq_ignore_ascii_case("smithy-protocol")
     });
-    req.headers.push((
-        "Content-Type".into(),
-        "application/x-amz-json-1.0".into(),
-    ));
+    req.headers
+        .push(("Content-Type".into(), "application/x-amz-json-1.0".into()));
     req.headers.push((
         "X-Amz-Target".into(),
         format!("GraniteServiceVersion20100801.{op}"),
@@ -287,7 +288,8 @@ fn encode(e: &mut minicbor::Encoder<&mut Vec<u8>>, key: Option<&str>, v: &Value)
             r
         }
         Value::Object(map) => {
-            let present: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !v.is_null()).collect();
+            let present: Vec<(&String, &Value)> =
+                map.iter().filter(|(_, v)| !v.is_null()).collect();
             let r = e.map(present.len() as u64).map(|_| ());
             for (k, v) in present {
                 let _ = e.str(k);
