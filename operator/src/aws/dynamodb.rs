@@ -678,10 +678,12 @@ async fn ensure_table(
         }
     };
     if ownership_of(owner, &table.tags) != Ownership::Ours {
-        return Err(Error::AwsNotOwned {
-            kind: KIND.into(),
-            id: table.table_name.clone(),
-            field: "dynamodb",
+        return Err(Error::InvalidSpec {
+            field: "spec.dynamodb.tables".into(),
+            message: format!(
+                "{KIND} {} exists and is not owned by this HighlyAvailableApp: give the table another name in the spec, or delete or rename the existing table",
+                table.table_name
+            ),
         });
     }
     if table.status == "ACTIVE" {
