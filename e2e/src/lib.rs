@@ -298,7 +298,10 @@ pub mod operator {
             .env("POD_NAME", name)
             .env("HALO_LEASE_NAMESPACE", lease_namespace())
             .env("HALO_AWS_POLL_BUSY_SECONDS", "5")
-            .env("HALO_METRICS_ADDR", format!("127.0.0.1:{}", metrics_port(0)))
+            .env(
+                "HALO_METRICS_ADDR",
+                format!("127.0.0.1:{}", metrics_port(0)),
+            )
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

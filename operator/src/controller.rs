@@ -183,7 +183,7 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
     let ingress = ctx.caches.ingresses.get(&ObjectRef::new(&name).within(&ns));
     let load_balancer = alb_hostname(ingress.as_deref());
     let checked = validate_app(ctx, app, owner.clone()).await.and_then(|v| {
-        let needs_secret = v.database.is_some() || v.cache.is_some();
+        let needs_secret = crate::render::secret::has_connection(&v);
         ctx.caches.secrets.check(v, needs_secret)
     });
     let validated = match checked {
@@ -648,6 +648,9 @@ async fn publish_transitions(
         DATABASE_READY,
         CACHE_READY,
         DNS_READY,
+        status::storage::DYNAMODB_READY,
+        status::storage::STATIC_ASSETS_READY,
+        status::storage::ALARMS_OK,
     ] {
         let find = |s: Option<&HighlyAvailableAppStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
@@ -906,6 +909,9 @@ pub mod aws_steps;
 #[path = "controller_secrets.rs"]
 pub mod secrets;
 pub use secrets::{Lookup, SecretCache};
+
+#[path = "controller_storage.rs"]
+pub mod storage_steps;
 
 #[cfg(test)]
 #[path = "controller_tests.rs"]

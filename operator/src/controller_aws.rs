@@ -29,13 +29,19 @@ pub const FINALIZER: &str = "halo.dev/cleanup";
 
 /// Whether the app owns AWS resources that need cleaning up.
 pub fn needs_finalizer(app: &ValidatedApp) -> bool {
-    app.database.is_some() || app.cache.is_some() || app.dns.is_some()
+    app.database.is_some()
+        || app.cache.is_some()
+        || app.dns.is_some()
+        || super::storage_steps::needs_finalizer(app)
 }
 
 /// Whether a reconcile talks to AWS: the spec asks for AWS resources, or Route 53 still holds
-/// a record set that halo wrote for an earlier spec (`status.dns`).
+/// a record set that halo wrote for an earlier spec (`status.dns`), or the status records
+/// tables or alarms a removed section left behind.
 pub fn needs_aws(app: &ValidatedApp, status: Option<&HighlyAvailableAppStatus>) -> bool {
-    needs_finalizer(app) || status.and_then(|s| s.dns.as_ref()).is_some()
+    needs_finalizer(app)
+        || status.and_then(|s| s.dns.as_ref()).is_some()
+        || super::storage_steps::has_records(status)
 }
 
 /// How often the health check status of a DNS record is read again.
@@ -147,7 +153,7 @@ impl AwsStep {
     }
 }
 
-fn error_view<E>(e: &Error) -> AwsView<E> {
+pub(crate) fn error_view<E>(e: &Error) -> AwsView<E> {
     match e {
         Error::Aws {
             throttled: true, ..
@@ -219,6 +225,18 @@ pub async fn ensure_all(
             }
         });
     }
+    // The Route 53 health check alarm needs the check's id: written now, or recorded earlier.
+    let health_check_id = match &step.observed.dns_record {
+        DnsRecord::Set(written) => written.as_ref().and_then(|d| d.health_check_id.clone()),
+        DnsRecord::Unchanged => status
+            .and_then(|s| s.dns.as_ref())
+            .and_then(|d| d.health_check_id.clone()),
+    };
+    let inputs = crate::aws::cloudwatch::AlarmInputs { health_check_id };
+    Box::pin(super::storage_steps::ensure(
+        aws, app, status, &inputs, &mut step,
+    ))
+    .await;
     step
 }
 
@@ -258,10 +276,14 @@ pub async fn cleanup_all(
     if let Some(result) = cache_result {
         step.observed.cache = Some(absorb(result, &mut step));
     }
+    Box::pin(super::storage_steps::cleanup(aws, app, status, &mut step)).await;
     step
 }
 
-fn absorb<E>(result: Result<crate::aws::CleanupReport>, step: &mut AwsStep) -> AwsView<E> {
+pub(crate) fn absorb<E>(
+    result: Result<crate::aws::CleanupReport>,
+    step: &mut AwsStep,
+) -> AwsView<E> {
     match result {
         Ok(report) => {
             step.done &= report.done;
@@ -572,6 +594,7 @@ pub async fn cleanup_dns(aws: &Aws, app: &ValidatedApp, recorded: Option<&DnsSta
 
 /// The endpoints for the connection Secret: what AWS reported now, else what the status holds.
 pub fn connection(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>) -> Connection {
+    let status = old;
     let old = old.and_then(|s| s.endpoints.as_ref());
     Connection {
         database: endpoints(
@@ -579,6 +602,11 @@ pub fn connection(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>
             old.and_then(|e| e.database.as_ref()),
         ),
         cache: endpoints(observed.cache.as_ref(), old.and_then(|e| e.cache.as_ref())),
+        dynamodb_tables: crate::status::storage::tables(&observed.storage, status),
+        static_assets: endpoints(
+            observed.storage.static_assets.as_ref(),
+            status.and_then(|s| s.static_assets.as_ref()),
+        ),
     }
 }
 

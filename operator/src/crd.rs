@@ -99,6 +99,10 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(oldSelf.cache) || has(self.cache)")
         .message("cache cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the replication group")
         .field_path(".cache")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(oldSelf.staticAssets) || has(self.staticAssets)")
+        .message("staticAssets cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the bucket")
+        .field_path(".staticAssets")
         .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
@@ -180,6 +184,21 @@ pub struct HighlyAvailableAppSpec {
     /// endpoints reach the app through the `<name>-connection` Secret. Cannot be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::crd_data::CacheSpec>,
+
+    /// DynamoDB tables (global tables with `replicaRegions`); their names and ARNs reach the app
+    /// through the `<name>-connection` Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamodb: Option<crate::crd_storage::DynamoDbSpec>,
+
+    /// An S3 bucket for static assets, optionally replicated to another region; its name and
+    /// region reach the app through the `<name>-connection` Secret. Cannot be removed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_assets: Option<crate::crd_storage::StaticAssetsSpec>,
+
+    /// CloudWatch alarms on the ALB, the database, the cache, the DNS health check and the
+    /// tables; their states show in `status.alarms` and the `AlarmsOK` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<crate::crd_storage::AlarmsSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -506,6 +525,15 @@ pub struct HighlyAvailableAppStatus {
     /// The Route 53 record set and health check halo wrote for `spec.dns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<crate::crd_dns::DnsStatus>,
+    /// DynamoDB tables halo created, including removed ones whose deletion policy is pending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamodb_tables: Vec<crate::crd_storage::TableStatus>,
+    /// The static assets bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_assets: Option<crate::crd_storage::StaticAssetsStatus>,
+    /// CloudWatch alarms halo manages, with their states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<crate::crd_storage::AlarmStatus>,
 }
 
 /// Ready pods in one zone.

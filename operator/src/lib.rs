@@ -25,6 +25,7 @@ pub mod controller;
 pub mod crd;
 pub mod crd_data;
 pub mod crd_dns;
+pub mod crd_storage;
 pub mod http;
 pub mod leader;
 pub mod meta;

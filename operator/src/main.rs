@@ -115,6 +115,9 @@ struct AwsArgs {
     /// that replaces another keeps its id to keep its records.
     #[arg(long, env = "HALO_CLUSTER_ID")]
     cluster_id: Option<String>,
+    /// IAM role S3 assumes to replicate static assets buckets (spec.staticAssets.replicateTo).
+    #[arg(long, env = "HALO_S3_REPLICATION_ROLE_ARN")]
+    s3_replication_role_arn: Option<String>,
 }
 
 impl AwsArgs {
@@ -137,6 +140,7 @@ impl AwsArgs {
                 .cluster_id
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty()),
+            s3_replication_role_arn: self.s3_replication_role_arn.filter(|s| !s.is_empty()),
         }
     }
 }
@@ -426,6 +430,8 @@ mod tests {
             "sg-0aaaaaaaaaaaaaaaa,sg-0bbbbbbbbbbbbbbbb",
             "--aws-poll-busy-seconds",
             "5",
+            "--s3-replication-role-arn",
+            "arn:aws:iam::123456789012:role/halo-s3-replication",
         ])
         .expect("parses");
         let Command::Run { aws, .. } = cli.command else {
@@ -448,6 +454,10 @@ mod tests {
             panic!("run command expected");
         };
         assert_eq!(aws.config().cluster_id.as_deref(), Some("prod-east"));
+        assert_eq!(
+            config.s3_replication_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/halo-s3-replication")
+        );
     }
 
     /// No HighlyAvailableApp in the input is an error, not an empty preview.

@@ -71,6 +71,9 @@ pub struct ValidatedApp {
     pub cache: Option<CacheSpec>,
     /// The Route 53 record and health check, with the set identifier and health path resolved.
     pub dns: Option<ValidatedDns>,
+    pub dynamodb: Option<crate::crd_storage::DynamoDbSpec>,
+    pub static_assets: Option<crate::crd_storage::StaticAssetsSpec>,
+    pub alarms: Option<crate::crd_storage::AlarmsSpec>,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -171,6 +174,9 @@ pub fn validate_in(
         }),
         cache: spec.cache.clone(),
         dns,
+        dynamodb: spec.dynamodb.clone(),
+        static_assets: spec.static_assets.clone(),
+        alarms: spec.alarms.clone(),
     })
 }
 

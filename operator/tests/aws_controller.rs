@@ -1351,3 +1351,220 @@ async fn moving_the_record_deletes_the_old_slot() {
     let (quiet, _) = converge(&op.api, &mut op.cluster, &op.ctx).await;
     assert!(quiet.is_empty());
 }
+
+fn storage_app(ns: &str, name: &str) -> HighlyAvailableApp {
+    let yaml = format!(
+        "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: {name}, namespace: {ns}, uid: {uid}, generation: 1, resourceVersion: \"7\"}}\nspec:\n  image: registry.example.com/shop:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n  dynamodb:\n    tables:\n    - {{name: carts, partitionKey: {{name: id}}}}\n    - {{name: sessions, partitionKey: {{name: id}}, deletionPolicy: Delete, deletionProtection: false}}\n  staticAssets: {{}}\n  alarms: {{snsTopicArn: \"arn:aws:sns:us-east-1:123456789012:ops\"}}\n",
+        uid = unique("uid-")
+    );
+    serde_saphyr::from_str(&yaml).expect("app parses")
+}
+
+/// Tables, a bucket and alarms: the finalizer goes on first; the app converges with
+/// DynamoDBReady, StaticAssetsReady and AlarmsOK True, the records and alarm states in its
+/// status, and the names in the connection Secret; a stable reconcile makes only AWS reads;
+/// deletion keeps the Retain table and the bucket, deletes the Delete table and the alarms.
+#[tokio::test]
+async fn app_with_tables_bucket_and_alarms_converges_and_deletes() {
+    let ns = unique("t");
+    let app = storage_app(&ns, "shop");
+    let api = fake_api(&app);
+    let mut cluster = cluster(&ns, "shop");
+    // CloudWatch goes through the CBOR bridge (moto does not speak aws-sdk-cloudwatch's protocol).
+    let aws = Arc::new(aws_support::aws_bridged(AwsConfig::default()).await);
+    let ctx = context(&api, &cluster, aws.clone()).await;
+
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    let first = api.take();
+    assert_eq!(
+        first[0].body,
+        json!({"metadata": {"finalizers": ["halo.dev/cleanup"], "resourceVersion": "7"}})
+    );
+    cluster.absorb(&first);
+    let (quiet, action) = converge(&api, &mut cluster, &ctx).await;
+    assert!(quiet.is_empty());
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    let app = api.app();
+    let prefix = format!("{ns}-shop");
+    assert_eq!(
+        condition(&app, "Ready"),
+        ("True", "Ready", "all conditions are True")
+    );
+    assert_eq!(
+        condition(&app, "DynamoDBReady"),
+        (
+            "True",
+            "Available",
+            format!("DynamoDB tables active: {prefix}-carts, {prefix}-sessions").as_str()
+        )
+    );
+    assert_eq!(
+        condition(&app, "StaticAssetsReady"),
+        (
+            "True",
+            "Available",
+            format!("S3 bucket {prefix}-assets (us-east-1): versioned, encrypted with SSE-S3, public access blocked, noncurrent versions expire after 30 days").as_str()
+        )
+    );
+    // moto starts alarms in OK.
+    assert_eq!(
+        condition(&app, "AlarmsOK"),
+        (
+            "True",
+            "NoAlarmFiring",
+            "4 alarms, none in ALARM (0 with insufficient data)"
+        )
+    );
+    let status = app.status.clone().expect("status");
+    assert_eq!(
+        status
+            .dynamodb_tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.state.as_deref(), t.arn.is_some()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("carts", Some("ACTIVE"), true),
+            ("sessions", Some("ACTIVE"), true)
+        ]
+    );
+    assert_eq!(
+        status
+            .alarms
+            .iter()
+            .map(|a| (a.name.clone(), a.state.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                format!("halo/{ns}/shop/dynamodb-read-throttles-carts"),
+                "OK".to_string()
+            ),
+            (
+                format!("halo/{ns}/shop/dynamodb-read-throttles-sessions"),
+                "OK".to_string()
+            ),
+            (
+                format!("halo/{ns}/shop/dynamodb-write-throttles-carts"),
+                "OK".to_string()
+            ),
+            (
+                format!("halo/{ns}/shop/dynamodb-write-throttles-sessions"),
+                "OK".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        status.static_assets.as_ref().map(|s| s.bucket.clone()),
+        Some(format!("{prefix}-assets"))
+    );
+
+    let secret = cluster
+        .caches
+        .secrets
+        .lookup(&kube::runtime::reflector::ObjectRef::new("shop-connection").within(&ns))
+        .expect("secret applied");
+    let data: BTreeMap<String, String> = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("utf-8")))
+        .collect();
+    let arn = |name: &str| {
+        status
+            .dynamodb_tables
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.arn.clone())
+            .expect("arn")
+    };
+    let expected: BTreeMap<String, String> = [
+        ("DYNAMODB_TABLE_CARTS", format!("{prefix}-carts")),
+        ("DYNAMODB_TABLE_CARTS_ARN", arn("carts")),
+        ("DYNAMODB_TABLE_SESSIONS", format!("{prefix}-sessions")),
+        ("DYNAMODB_TABLE_SESSIONS_ARN", arn("sessions")),
+        ("STATIC_ASSETS_BUCKET", format!("{prefix}-assets")),
+        ("STATIC_ASSETS_REGION", "us-east-1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(data, expected);
+
+    // Stable: no Kubernetes request, and AWS reads only.
+    let before = aws.calls().snapshot();
+    reconcile(Arc::new(api.app()), ctx.clone())
+        .await
+        .expect("stable reconcile");
+    assert_eq!(paths(&api.take()), vec![]);
+    let calls = aws.calls().since(&before);
+    assert_eq!(
+        calls,
+        BTreeMap::from([
+            ("cloudwatch:DescribeAlarms".to_string(), 1),
+            ("dynamodb:DescribeContinuousBackups".to_string(), 2),
+            ("dynamodb:DescribeTable".to_string(), 2),
+            ("dynamodb:ListTagsOfResource".to_string(), 2),
+            ("s3:GetBucketEncryption".to_string(), 1),
+            ("s3:GetBucketLifecycleConfiguration".to_string(), 1),
+            ("s3:GetBucketTagging".to_string(), 1),
+            ("s3:GetBucketVersioning".to_string(), 1),
+            ("s3:GetPublicAccessBlock".to_string(), 1),
+        ])
+    );
+    assert!(calls.keys().all(|api| is_read_only(api)));
+
+    // Deletion: Retain keeps carts and the bucket (without halo's tags), Delete drops sessions,
+    // the alarms go; then the finalizer.
+    let mut deleting = api.app();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    reconcile(Arc::new(deleting), ctx.clone())
+        .await
+        .expect("finalize");
+    let released = api
+        .take()
+        .into_iter()
+        .find(|r| r.method == "PATCH" && r.body["metadata"]["finalizers"].is_array())
+        .map(|r| r.body);
+    assert_eq!(
+        released,
+        Some(json!({"metadata": {"finalizers": [], "resourceVersion": "7"}}))
+    );
+    let ddb = aws.dynamodb().await;
+    assert!(
+        ddb.describe_table()
+            .table_name(format!("{prefix}-carts"))
+            .send()
+            .await
+            .is_ok()
+    );
+    assert!(
+        ddb.describe_table()
+            .table_name(format!("{prefix}-sessions"))
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(
+        aws.s3()
+            .await
+            .head_bucket()
+            .bucket(format!("{prefix}-assets"))
+            .send()
+            .await
+            .is_ok()
+    );
+    let left = aws
+        .cloudwatch()
+        .await
+        .describe_alarms()
+        .alarm_name_prefix(format!("halo/{ns}/shop/"))
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(left.metric_alarms().len(), 0);
+}

@@ -90,6 +90,35 @@ const DEPENDENT: &[(&str, &[&str], &str)] = &[
         &["elasticache:CreateSnapshot"],
         "DeleteReplicationGroup's final snapshot is authorized as a snapshot the caller creates",
     ),
+    (
+        ".set_tags(Some(table_tags))",
+        &["dynamodb:TagResource"],
+        "CreateTable with tags is authorized as TagResource too",
+    ),
+    (
+        ".replica_updates(",
+        &[
+            "dynamodb:CreateTableReplica",
+            "dynamodb:DeleteTableReplica",
+            "iam:CreateServiceLinkedRole",
+        ],
+        "UpdateTable ReplicaUpdates (global tables 2019.11.21) creates and deletes replicas, and the replication service-linked role on first use",
+    ),
+    (
+        ".set_tags(Some(alarm_tags))",
+        &["cloudwatch:TagResource"],
+        "PutMetricAlarm with tags is authorized as TagResource too",
+    ),
+    (
+        ".set_version_id(",
+        &["s3:DeleteObjectVersion"],
+        "DeleteObjects of specific versions (emptyOnDelete) needs DeleteObjectVersion",
+    ),
+    (
+        ".role(role)",
+        &["iam:PassRole"],
+        "PutBucketReplication passes the configured replication role to S3",
+    ),
 ];
 
 fn repo() -> PathBuf {

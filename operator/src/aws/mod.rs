@@ -8,9 +8,12 @@
 //! [`Error::Aws`].
 
 pub mod aurora;
+pub mod cloudwatch;
+pub mod dynamodb;
 pub mod elasticache;
 pub mod ratelimit;
 pub mod route53;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -57,6 +60,8 @@ pub struct AwsConfig {
     /// and the health check tags); `None` uses the region. Two installations that write
     /// records into one hosted zone need distinct ids.
     pub cluster_id: Option<String>,
+    /// IAM role S3 assumes to replicate static assets to another region.
+    pub s3_replication_role_arn: Option<String>,
 }
 
 impl Default for AwsConfig {
@@ -70,6 +75,7 @@ impl Default for AwsConfig {
             poll_busy: Duration::from_secs(15),
             poll_stable: Duration::from_secs(300),
             cluster_id: None,
+            s3_replication_role_arn: None,
         }
     }
 }
@@ -103,6 +109,9 @@ pub struct Aws {
     health_admission: ratelimit::Admission,
     /// Replaces GetHealthCheckStatus (tests: moto always answers healthy).
     health_reports: Option<Arc<dyn CheckerReports>>,
+    dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
+    s3: OnceCell<aws_sdk_s3::Client>,
+    cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
     calls: CallCounter,
 }
 
@@ -118,6 +127,9 @@ impl Default for Aws {
             route53_log: Arc::default(),
             health_admission: health_admission(&ratelimit::route53_limits()),
             health_reports: None,
+            dynamodb: OnceCell::new(),
+            s3: OnceCell::new(),
+            cloudwatch: OnceCell::new(),
             calls: CallCounter::default(),
         }
     }
@@ -266,6 +278,60 @@ impl Aws {
         self.elasticache
             .get_or_init(|| async { aws_sdk_elasticache::Client::new(self.sdk_config().await) })
             .await
+    }
+
+    pub async fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb
+            .get_or_init(|| async { aws_sdk_dynamodb::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// The S3 client of the operator's region.
+    pub async fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3
+            .get_or_init(|| async { self.s3_client(None).await })
+            .await
+    }
+
+    /// An S3 client for `region` (the operator's region when `None`); path-style addressing
+    /// when an endpoint override points the SDK at an emulator.
+    pub async fn s3_client(&self, region: Option<&str>) -> aws_sdk_s3::Client {
+        let sdk = self.sdk_config().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+        if let Some(region) = region {
+            builder = builder.region(aws_config::Region::new(region.to_string()));
+        }
+        if sdk.endpoint_url().is_some() {
+            builder = builder.force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// The CloudWatch client of the operator's region.
+    pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        self.cloudwatch
+            .get_or_init(|| async { aws_sdk_cloudwatch::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// A CloudWatch client for another region (Route 53 metrics exist only in us-east-1).
+    pub async fn cloudwatch_in(&self, region: &str) -> aws_sdk_cloudwatch::Client {
+        let sdk = self.sdk_config().await;
+        let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+    }
+}
+
+/// Maps an SDK builder's validation failure (a required field left out) to [`Error::Aws`].
+pub fn build_error(api: &str) -> impl FnOnce(aws_sdk_rds::error::BuildError) -> Error + use<> {
+    let api = api.to_string();
+    move |e| Error::Aws {
+        api,
+        code: "ConstructionFailure".into(),
+        message: e.to_string(),
+        throttled: false,
     }
 }
 

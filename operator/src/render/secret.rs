@@ -16,15 +16,22 @@ use crate::validate::ValidatedApp;
 pub struct Connection {
     pub database: Option<DatabaseEndpoints>,
     pub cache: Option<CacheEndpoints>,
+    /// Records of the tables (their ARNs once DynamoDB reported them).
+    pub dynamodb_tables: Vec<crate::crd_storage::TableStatus>,
+    pub static_assets: Option<crate::crd_storage::StaticAssetsStatus>,
 }
 
 pub fn connection_secret_name(app: &str) -> String {
     format!("{app}-connection")
 }
 
-/// Whether the app gets a connection Secret: it has a database or a cache.
+/// Whether the app gets a connection Secret: it has a database, a cache, DynamoDB tables or a
+/// static assets bucket.
 pub fn has_connection(app: &ValidatedApp) -> bool {
-    app.database.is_some() || app.cache.is_some()
+    app.database.is_some()
+        || app.cache.is_some()
+        || app.dynamodb.is_some()
+        || app.static_assets.is_some()
 }
 
 /// The Secret's data. Keys whose value AWS has not reported yet are left out.
@@ -50,6 +57,32 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
         put("REDIS_PORT", ep.port.map(|p| p.to_string()));
         // halo creates every replication group with encryption in transit.
         put("REDIS_TLS", Some("true".into()));
+    }
+    for table in app.dynamodb.iter().flat_map(|d| &d.tables) {
+        // The name is deterministic, so the app has it before DynamoDB answers.
+        let key = crate::aws::dynamodb::env_key(&table.name);
+        let name = crate::aws::dynamodb::table_name(&app.owner, &table.name);
+        let arn = conn
+            .dynamodb_tables
+            .iter()
+            .find(|r| r.table_name == name && !r.removed)
+            .and_then(|r| r.arn.clone());
+        put(&format!("{key}_ARN"), arn);
+        put(&key, Some(name));
+    }
+    if let Some(assets) = &app.static_assets {
+        let seen = conn.static_assets.clone().unwrap_or_default();
+        let bucket = assets
+            .bucket
+            .clone()
+            .unwrap_or_else(|| crate::aws::s3::default_bucket(&app.owner));
+        put("STATIC_ASSETS_BUCKET", Some(bucket));
+        put("STATIC_ASSETS_REGION", seen.region);
+        put("STATIC_ASSETS_REPLICA_BUCKET", seen.replica_bucket);
+        put(
+            "STATIC_ASSETS_REPLICA_REGION",
+            assets.replicate_to.as_ref().map(|r| r.region.0.clone()),
+        );
     }
     data
 }
@@ -124,6 +157,7 @@ spec:
                 reader: Some("replica.shop-shop.abc.use1.cache.amazonaws.com".into()),
                 port: Some(6379),
             }),
+            ..Connection::default()
         }
     }
 
@@ -226,6 +260,55 @@ spec:
             env_from[0].secret_ref.as_ref().map(|r| r.name.as_str()),
             Some("orders-connection")
         );
+    }
+
+    /// Tables and the bucket reach the app under fixed names, ARNs once DynamoDB reported them.
+    #[test]
+    fn secret_holds_tables_and_bucket() {
+        let app = validated(
+            r#"
+apiVersion: halo.dev/v1alpha1
+kind: HighlyAvailableApp
+metadata: {name: web, namespace: shop}
+spec:
+  image: registry.example.com/shop:1
+  port: 8080
+  dynamodb: {tables: [{name: order-items, partitionKey: {name: id}}]}
+  staticAssets: {replicateTo: {region: us-west-2}}
+"#,
+        );
+        let conn = Connection {
+            dynamodb_tables: vec![crate::crd_storage::TableStatus {
+                name: "order-items".into(),
+                table_name: "shop-web-order-items".into(),
+                arn: Some(
+                    "arn:aws:dynamodb:us-east-1:123456789012:table/shop-web-order-items".into(),
+                ),
+                ..Default::default()
+            }],
+            static_assets: Some(crate::crd_storage::StaticAssetsStatus {
+                bucket: "shop-web-assets".into(),
+                region: Some("us-east-1".into()),
+                replica_bucket: Some("shop-web-assets-us-west-2".into()),
+            }),
+            ..Connection::default()
+        };
+        let data = connection_data(&app, &conn);
+        let expected: BTreeMap<String, String> = [
+            ("DYNAMODB_TABLE_ORDER_ITEMS", "shop-web-order-items"),
+            (
+                "DYNAMODB_TABLE_ORDER_ITEMS_ARN",
+                "arn:aws:dynamodb:us-east-1:123456789012:table/shop-web-order-items",
+            ),
+            ("STATIC_ASSETS_BUCKET", "shop-web-assets"),
+            ("STATIC_ASSETS_REGION", "us-east-1"),
+            ("STATIC_ASSETS_REPLICA_BUCKET", "shop-web-assets-us-west-2"),
+            ("STATIC_ASSETS_REPLICA_REGION", "us-west-2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(data, expected);
     }
 
     /// A new endpoint changes the checksum, which rolls the pods; the same data does not.

@@ -66,6 +66,8 @@ pub struct AwsObserved {
     pub cache: Option<AwsView<CacheEndpoints>>,
     pub dns: Option<DnsView>,
     pub dns_record: DnsRecord,
+    /// DynamoDB, S3 and CloudWatch.
+    pub storage: super::storage::StorageObserved,
 }
 
 /// The `DNSReady` condition for a view.
@@ -91,7 +93,7 @@ impl AwsObserved {
         fn busy<E>(v: &Option<AwsView<E>>) -> bool {
             matches!(v, Some(AwsView::Seen { readiness, .. }) if readiness.busy)
         }
-        busy(&self.database) || busy(&self.cache)
+        busy(&self.database) || busy(&self.cache) || self.storage.busy()
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod conditions;
 pub mod rebalance;
+pub mod storage;
 pub mod zones;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -141,7 +142,17 @@ pub fn compute_with_aws(
             old_conditions,
         ));
     }
+    computed.extend(storage::conditions(
+        app,
+        &aws_observed.storage,
+        old_conditions,
+    ));
     computed.insert(0, overall(&computed, observed.error.as_ref()));
+    computed.extend(storage::alarms_condition(
+        app,
+        &aws_observed.storage,
+        old_conditions,
+    ));
 
     let endpoints = Endpoints {
         url: match (&app.dns, &dns_status) {
@@ -177,9 +188,12 @@ pub fn compute_with_aws(
             .collect(),
         zone_spread: spread_summary(&ready),
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
-        connection_secret: (app.database.is_some() || app.cache.is_some())
+        connection_secret: crate::render::secret::has_connection(app)
             .then(|| connection_secret_name(&app.owner.name)),
         dns: dns_status,
+        dynamodb_tables: storage::tables(&aws_observed.storage, old),
+        static_assets: storage::static_assets(app, &aws_observed.storage, old),
+        alarms: storage::alarms(&aws_observed.storage, old),
     }
 }
 

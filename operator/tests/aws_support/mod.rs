@@ -3,6 +3,8 @@
 //! emulator: every test works on names of its own, so they run in parallel and repeatedly.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cbor_bridge;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -24,8 +26,13 @@ pub fn endpoint() -> String {
 
 /// SDK configuration for the emulator, with dummy credentials.
 pub async fn sdk() -> SdkConfig {
+    sdk_at(&endpoint()).await
+}
+
+/// SDK configuration for an endpoint in front of the emulator (see [`Recorder`]).
+pub async fn sdk_at(url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(url)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "testing",
@@ -36,6 +43,13 @@ pub async fn sdk() -> SdkConfig {
         ))
         .load()
         .await
+}
+
+/// A fresh AWS side whose CloudWatch requests go through [`cbor_bridge`] (moto 5.2.5 does not
+/// speak the protocol aws-sdk-cloudwatch uses); every other request passes through unchanged.
+pub async fn aws_bridged(config: AwsConfig) -> Aws {
+    let url = cbor_bridge::start(&endpoint());
+    Aws::with_sdk_config(config, sdk_at(&url).await)
 }
 
 /// A fresh AWS side, as a restarted operator would have.
@@ -71,4 +85,65 @@ pub fn manifest(namespace: &str, name: &str, spec: &str) -> String {
     format!(
         "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  image: registry.example.com/app:1\n  port: 8080\n  zones: {{names: [us-east-1a, us-east-1b, us-east-1c]}}\n{spec}"
     )
+}
+
+/// A TCP relay in front of the emulator that keeps a copy of every byte the SDK sends, so a
+/// test can assert the exact request body of a call whose effect the emulator does not show.
+pub struct Recorder {
+    pub url: String,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let upstream = endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("recorder address")
+        );
+        let sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let tee = sent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (Ok(mut client_read), Ok(mut server_write)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                let tee = tee.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = client_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        tee.lock().expect("lock").extend_from_slice(&buf[..n]);
+                        if server_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                });
+            }
+        });
+        Recorder { url, sent }
+    }
+
+    /// Everything sent so far, as text.
+    pub fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().expect("lock")).into_owned()
+    }
 }
