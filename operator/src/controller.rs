@@ -77,6 +77,25 @@ pub struct Caches {
     pub secrets: Store<Secret>,
 }
 
+impl Caches {
+    /// Waits until every cache has listed once. A reconcile on a cache still listing (right
+    /// after a restart) would see children and pods as missing: it would GET every child and
+    /// write a status (and Events) that says so, then flip it back a moment later.
+    pub async fn wait_synced(&self) {
+        // A dropped writer (a test's cache) never becomes ready: nothing to wait for.
+        let _ = futures::join!(
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+            self.hpas.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+    }
+}
+
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: Client,
@@ -114,6 +133,7 @@ impl Context {
 
 /// One reconcile of one app.
 pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.caches.wait_synced().await;
     let deleting = app.metadata.deletion_timestamp.is_some();
     if deleting && !aws_steps::has_finalizer(&app) {
         // Children carry owner references; the garbage collector removes them.
@@ -404,30 +424,65 @@ async fn apply_children(
             .await?,
         ),
     ];
+    let mut changes = Vec::new();
     for (kind, outcome) in steps {
         let name = if kind == "Secret" {
             &secret_name
         } else {
             &name
         };
-        let (reason, verb) = match outcome {
-            Outcome::Created => ("Created", "created"),
-            Outcome::Updated => ("Updated", "updated"),
-            Outcome::Pruned => ("Pruned", "deleted, the spec no longer asks for it"),
-            Outcome::Unchanged | Outcome::Absent => continue,
-        };
-        info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            reason,
-            "Apply",
-            format!("{kind} {name} {verb}"),
-        )
-        .await;
+        if outcome.wrote() {
+            info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
+            changes.push((kind, name.as_str(), outcome));
+        }
+    }
+    if let Some((reason, note)) = applied_event(&changes) {
+        publish(ctx, app, EventType::Normal, reason, "Apply", note).await;
     }
     Ok(())
+}
+
+/// Longest `note` the API server accepts on an events.k8s.io Event.
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// One Event for everything one reconcile's apply changed (None when it changed nothing):
+/// a new app gets one "Created" Event naming its children, not one Event per child. The
+/// reason is the outcome when all children share it, else "Applied".
+pub fn applied_event(changes: &[(&str, &str, Outcome)]) -> Option<(&'static str, String)> {
+    let reason_of = |o: Outcome| match o {
+        Outcome::Created => "Created",
+        Outcome::Updated => "Updated",
+        Outcome::Pruned => "Pruned",
+        Outcome::Unchanged | Outcome::Absent => "Applied",
+    };
+    let (_, _, first) = changes.first()?;
+    let reason = if changes.iter().all(|(_, _, o)| o == first) {
+        reason_of(*first)
+    } else {
+        "Applied"
+    };
+    let mut note = changes
+        .iter()
+        .map(|(kind, name, outcome)| {
+            let verb = match outcome {
+                Outcome::Created => "created",
+                Outcome::Updated => "updated",
+                Outcome::Pruned => "deleted, the spec no longer asks for it",
+                Outcome::Unchanged | Outcome::Absent => "unchanged",
+            };
+            format!("{kind} {name} {verb}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if note.len() > EVENT_NOTE_MAX {
+        let mut end = EVENT_NOTE_MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    Some((reason, note))
 }
 
 /// Brings one child kind in line: apply when wanted, prune when not.
