@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -78,12 +79,11 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Waits until every cache has listed once. A reconcile on a cache still listing (right
-    /// after a restart) would see children and pods as missing: it would GET every child and
-    /// write a status (and Events) that says so, then flip it back a moment later.
-    pub async fn wait_synced(&self) {
-        // A dropped writer (a test's cache) never becomes ready: nothing to wait for.
-        let _ = futures::join!(
+    /// Waits until every cache has listed once; false when a cache's writer is gone (it never
+    /// will). Await it through [`Context::wait_synced`] only: a store's readiness future wakes
+    /// just the task that polled it last, so a second waiter on the same store can hang.
+    async fn wait_synced(&self) -> bool {
+        let all = futures::join!(
             self.deployments.wait_until_ready(),
             self.services.wait_until_ready(),
             self.pdbs.wait_until_ready(),
@@ -93,6 +93,14 @@ impl Caches {
             self.nodes.wait_until_ready(),
             self.secrets.wait_until_ready(),
         );
+        all.0.is_ok()
+            && all.1.is_ok()
+            && all.2.is_ok()
+            && all.3.is_ok()
+            && all.4.is_ok()
+            && all.5.is_ok()
+            && all.6.is_ok()
+            && all.7.is_ok()
     }
 }
 
@@ -106,6 +114,8 @@ pub struct Context {
     pub aws: Arc<Aws>,
     /// Consecutive failures per app, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// [`Caches::wait_synced`], polled once and shared by every waiter.
+    synced: Shared<BoxFuture<'static, bool>>,
 }
 
 impl Context {
@@ -120,8 +130,13 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let synced = {
+            let caches = caches.clone();
+            async move { caches.wait_synced().await }.boxed().shared()
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            synced,
             client,
             caches,
             config,
@@ -129,11 +144,19 @@ impl Context {
             failures: Mutex::default(),
         }
     }
+
+    /// Waits until every cache has listed once. A reconcile on a cache still listing (right
+    /// after a restart) would see children and pods as missing: it would GET every child and
+    /// write a status (and Events) that says so, then flip it back a moment later. False
+    /// when a cache can no longer list (its writer is gone, as in tests).
+    pub async fn wait_synced(&self) -> bool {
+        self.synced.clone().await
+    }
 }
 
 /// One reconcile of one app.
 pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.caches.wait_synced().await;
+    ctx.wait_synced().await;
     let deleting = app.metadata.deletion_timestamp.is_some();
     if deleting && !aws_steps::has_finalizer(&app) {
         // Children carry owner references; the garbage collector removes them.
@@ -825,22 +848,10 @@ pub async fn run(
     let controller = Controller::new(apps, watcher::Config::default().any_semantic());
     let app_store = controller.store();
     let _ = APP_STORE.set(app_store.clone());
-    let synced = caches.clone();
+    let synced = ctx.clone();
     tokio::spawn(async move {
-        let all = futures::future::join_all([
-            Box::pin(app_store.wait_until_ready())
-                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
-            Box::pin(synced.deployments.wait_until_ready()),
-            Box::pin(synced.services.wait_until_ready()),
-            Box::pin(synced.pdbs.wait_until_ready()),
-            Box::pin(synced.hpas.wait_until_ready()),
-            Box::pin(synced.ingresses.wait_until_ready()),
-            Box::pin(synced.pods.wait_until_ready()),
-            Box::pin(synced.nodes.wait_until_ready()),
-            Box::pin(synced.secrets.wait_until_ready()),
-        ])
-        .await;
-        if all.iter().all(Result::is_ok) {
+        let apps = app_store.wait_until_ready().await;
+        if synced.wait_synced().await && apps.is_ok() {
             info!("caches synced");
             health
                 .ready

@@ -398,18 +398,22 @@ async fn new_app_gets_one_event_for_all_its_children() {
 
 /// Right after a (re)start a reconcile waits until every cache has listed: on a cache still
 /// listing it would GET every child and write a status that calls a converged app broken.
+/// Every waiting reconcile goes on once they have (a store's own readiness future wakes only
+/// its last poller, which left all but one waiting forever).
 #[tokio::test]
-async fn reconcile_waits_until_the_caches_listed() {
+async fn reconciles_wait_until_the_caches_listed() {
     let (caches, mut w) = caches();
     let app = Arc::new(app_with_uid(SMALL));
     let (client, seen) = fake_client();
     let ctx = Arc::new(Context::new(client, caches, Config::default()));
-    let early = tokio::time::timeout(
-        Duration::from_millis(300),
-        reconcile(app.clone(), ctx.clone()),
-    )
-    .await;
-    assert!(early.is_err(), "reconciled before the caches listed");
+    let waiting: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(reconcile(app.clone(), ctx.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        waiting.iter().all(|r| !r.is_finished()),
+        "reconciled before the caches listed"
+    );
     assert_eq!(seen.lock().expect("lock").clone(), vec![]);
     w.deployments.apply_watcher_event(&watcher::Event::InitDone);
     w.services.apply_watcher_event(&watcher::Event::InitDone);
@@ -418,8 +422,14 @@ async fn reconcile_waits_until_the_caches_listed() {
     w.ingresses.apply_watcher_event(&watcher::Event::InitDone);
     w.pods.apply_watcher_event(&watcher::Event::InitDone);
     w.nodes.apply_watcher_event(&watcher::Event::InitDone);
-    // Listed (and empty): now the reconcile runs and creates the children.
-    let _ = tokio::time::timeout(Duration::from_secs(10), reconcile(app, ctx)).await;
+    // Listed (and empty): now every reconcile runs (and creates the children).
+    for r in waiting {
+        let done = tokio::time::timeout(Duration::from_secs(10), r).await;
+        assert!(
+            done.is_ok(),
+            "a reconcile still waits after the caches listed"
+        );
+    }
     assert!(!seen.lock().expect("lock").is_empty());
 }
 
