@@ -16,6 +16,12 @@
 //! steady     one full (short) resync period: halo's requests in the audit log, CPU, RSS
 //! ```
 //!
+//! With `--aws URL` (moto, started by `e2e/bench --aws`), only phase 1 runs, for apps with
+//! the data sections (Aurora: 2 instances; Redis: 1 replica): halo talks to moto, converged
+//! means also DatabaseReady and CacheReady, and moto's request recording tells the AWS calls
+//! by service and action, per app and per second (from each request's X-Amz-Date). Deleting
+//! the apps afterwards runs halo's AWS cleanup (deletionPolicy Delete).
+//!
 //! The short resync only starts with the restart: while converging, a resync of a few seconds
 //! would re-reconcile every converged app that often and crowd out the new ones.
 //!
@@ -77,6 +83,8 @@ struct Args {
     /// Leave the last N's apps in place (e2e/bench tears the whole cluster down anyway).
     keep_last: bool,
     json_out: Option<PathBuf>,
+    /// moto's URL: phase 1 with the data sections against it.
+    aws: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -85,6 +93,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut halo_bin = None;
     let mut keep_last = false;
     let mut json_out = None;
+    let mut aws = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -92,12 +101,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--halo" => halo_bin = Some(PathBuf::from(it.next().context("--halo needs a path")?)),
             "--keep-last" => keep_last = true,
             "--json" => json_out = Some(PathBuf::from(it.next().context("--json needs a path")?)),
-            "--aws" => bail!(
-                "--aws (data sections against moto) is not implemented yet; see BENCHMARKS.md"
-            ),
+            "--aws" => aws = Some(it.next().context("--aws needs moto's URL")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--resync S] [--halo PATH] [--keep-last] [--json FILE] N..."
+                    "usage: bench [--resync S] [--halo PATH] [--keep-last] [--json FILE] [--aws MOTO_URL] N..."
                 );
                 std::process::exit(0);
             }
@@ -118,6 +125,7 @@ fn parse_args() -> anyhow::Result<Args> {
         halo_bin,
         keep_last,
         json_out,
+        aws,
     })
 }
 
@@ -354,6 +362,14 @@ async fn start_halo(
     if let Some(resync) = resync {
         cmd.env("HALO_RESYNC_SECONDS", resync.to_string());
     }
+    if let Some(url) = &args.aws {
+        // What e2e/up gives halo: the SDK talks to moto only, with dummy credentials.
+        cmd.env("AWS_ENDPOINT_URL", url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("HALO_AWS_POLL_BUSY_SECONDS", "5");
+    }
     let metrics_addr = if metrics {
         let addr = format!("127.0.0.1:{}", free_port()?);
         cmd.args(["--metrics-addr", &addr]);
@@ -490,6 +506,33 @@ fn bench_app(i: usize, ns: &str) -> anyhow::Result<HighlyAvailableApp> {
     )
 }
 
+/// [`bench_app`] with the data sections of config/samples/data.yaml, deleted without a
+/// snapshot so the cleanup after the run is quick.
+fn bench_data_app(i: usize, ns: &str) -> anyhow::Result<HighlyAvailableApp> {
+    let mut value = serde_json::to_value(bench_app(i, ns)?)?;
+    halo_e2e::merge(
+        &mut value,
+        &json!({"spec": {
+            "database": {
+                "engine": "aurora-postgresql",
+                "engineVersion": "16.4",
+                "instanceClass": "db.r6g.large",
+                "instances": 2,
+                "databaseName": "bench",
+                "deletionPolicy": "Delete",
+                "deletionProtection": false,
+            },
+            "cache": {
+                "engine": "redis",
+                "nodeType": "cache.r6g.large",
+                "replicas": 1,
+                "deletionPolicy": "Delete",
+            },
+        }}),
+    );
+    Ok(serde_json::from_value(value)?)
+}
+
 async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
@@ -525,12 +568,21 @@ async fn create_apps(
     ns: &str,
     n: usize,
 ) -> anyhow::Result<Vec<(HighlyAvailableApp, Instant)>> {
+    create_apps_with(client, ns, n, bench_app).await
+}
+
+async fn create_apps_with(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    make: fn(usize, &str) -> anyhow::Result<HighlyAvailableApp>,
+) -> anyhow::Result<Vec<(HighlyAvailableApp, Instant)>> {
     let api: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), ns);
     stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
             async move {
-                let app = bench_app(i, ns)?;
+                let app = make(i, ns)?;
                 let created = api
                     .create(&PostParams::default(), &app)
                     .await
@@ -640,6 +692,8 @@ struct Times {
     status_current: Option<Instant>,
     children: [Option<Instant>; 5],
     compute_ready: Option<Instant>,
+    /// DatabaseReady and CacheReady both True (apps with data sections).
+    data_ready: Option<Instant>,
 }
 
 impl Times {
@@ -650,6 +704,11 @@ impl Times {
             latest = latest.max((*c)?);
         }
         Some(latest)
+    }
+
+    /// [`Times::converged`] and the data sections ready.
+    fn converged_with_data(&self) -> Option<Instant> {
+        Some(self.converged()?.max(self.data_ready?))
     }
 }
 
@@ -681,7 +740,14 @@ async fn watch(client: &Client, ns: &str, tracker: &Tracker) -> anyhow::Result<(
                         let ready = current
                             && halo_e2e::condition(&app, "ComputeReady")
                                 .is_some_and(|c| c.0 == "True");
+                        let data_ready = current
+                            && ["DatabaseReady", "CacheReady"].iter().all(|c| {
+                                halo_e2e::condition(&app, c).is_some_and(|c| c.0 == "True")
+                            });
                         note(&tracker, &app.name_any(), |t| {
+                            if data_ready && t.data_ready.is_none() {
+                                t.data_ready = Some(now);
+                            }
                             if current && t.status_current.is_none() {
                                 t.status_current = Some(now);
                             }
@@ -1246,6 +1312,344 @@ fn print_tables(rows: &[Row], args: &Args, metrics: bool) {
     let _ = std::io::stdout().flush();
 }
 
+// ------------------------------------------------------------------------------- --aws
+
+/// One request to moto's own API (HTTP/1.0: moto closes the connection after answering);
+/// returns the body.
+async fn moto_api(url: &str, method: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("connecting to moto at {addr}"))?;
+    stream
+        .write_all(
+            format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("moto answered {method} {path} with no HTTP response"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200") {
+        bail!("moto answered {method} {path} with {status}");
+    }
+    Ok(body.to_string())
+}
+
+/// Standard base64 (moto stores request bodies that way); None on anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\n' | b'\r' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// AWS calls halo made, from moto's request recording.
+#[derive(Clone, Debug, Default, Serialize)]
+struct AwsCalls {
+    total: usize,
+    /// Signing service (from the Authorization header's credential scope) -> calls.
+    by_service: BTreeMap<String, usize>,
+    /// `service Action` -> calls.
+    by_action: BTreeMap<String, usize>,
+    /// service -> X-Amz-Date second -> calls.
+    per_second: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl AwsCalls {
+    fn peak_per_second(&self, service: &str) -> usize {
+        self.per_second
+            .get(service)
+            .and_then(|s| s.values().max().copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Parses moto's recording: one JSON object per request with its headers and body.
+fn parse_recording(text: &str) -> AwsCalls {
+    let mut calls = AwsCalls::default();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let header = |name: &str| {
+            entry["headers"].as_object().and_then(|h| {
+                h.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_str())
+            })
+        };
+        // `Credential=KEY/DATE/REGION/SERVICE/aws4_request`
+        let service = header("Authorization")
+            .and_then(|a| a.split_once("Credential=").map(|(_, c)| c))
+            .and_then(|c| c.split('/').nth(3))
+            .unwrap_or("unsigned")
+            .to_string();
+        let body = match entry["body"].as_str() {
+            Some(b) if entry["body_encoded"] == true => {
+                base64_decode(b).map(|v| String::from_utf8_lossy(&v).into_owned())
+            }
+            Some(b) => Some(b.to_string()),
+            None => None,
+        }
+        .unwrap_or_default();
+        let url = entry["url"].as_str().unwrap_or_default();
+        let form_action = |text: &str| {
+            text.split(['&', '?'])
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .map(str::to_string)
+        };
+        // JSON protocol (X-Amz-Target), query protocol (Action=), else the REST path.
+        let action = header("X-Amz-Target")
+            .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+            .or_else(|| form_action(&body))
+            .or_else(|| form_action(url))
+            .unwrap_or_else(|| {
+                let method = entry["method"].as_str().unwrap_or("?");
+                let path = url.split('?').next().unwrap_or(url);
+                let path = path
+                    .split_once("://")
+                    .map_or(path, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+                format!("{method} {path}")
+            });
+        let second = header("X-Amz-Date").unwrap_or("-").to_string();
+        calls.total += 1;
+        *calls.by_service.entry(service.clone()).or_default() += 1;
+        *calls
+            .by_action
+            .entry(format!("{service} {action}"))
+            .or_default() += 1;
+        *calls
+            .per_second
+            .entry(service)
+            .or_default()
+            .entry(second)
+            .or_default() += 1;
+    }
+    calls
+}
+
+#[derive(Debug, Default, Serialize)]
+struct AwsRow {
+    n: usize,
+    create_s: f64,
+    /// All N created -> all N converged with DatabaseReady and CacheReady.
+    converge_s: Option<f64>,
+    converged: usize,
+    p50_s: Option<f64>,
+    p99_s: Option<f64>,
+    calls: AwsCalls,
+    converge_requests: Requests,
+    converge_cpu_s: f64,
+    mem: ProcSample,
+    cleanup_s: f64,
+}
+
+/// Phase 1 with the data sections, halo against moto; the apps are deleted again afterwards
+/// with halo still running, so its finalizer cleans up in moto.
+async fn run_aws(
+    args: &Args,
+    client: &Client,
+    url: &str,
+    n: usize,
+    ticks: f64,
+    metrics: bool,
+) -> anyhow::Result<AwsRow> {
+    let mut row = AwsRow {
+        n,
+        ..AwsRow::default()
+    };
+    let timeout = Duration::from_secs(300 + 3 * n as u64);
+    let ns = format!("bench-aws-{n}");
+    let mut halo = start_halo(args, &format!("halo-bench-aws-{n}"), metrics, None).await?;
+    eprintln!("[aws {n}] started halo (pid {}) against {url}", halo.pid);
+    create_namespace(client, &ns).await?;
+    let tracker: Tracker = Arc::default();
+    watch(client, &ns, &tracker).await?;
+    moto_api(url, "POST", "/moto-api/recorder/reset-recording").await?;
+    moto_api(url, "POST", "/moto-api/recorder/start-recording").await?;
+    let cpu0 = sample(halo.pid, ticks)?.cpu_s;
+    let mark = audit::mark();
+    eprintln!("[aws {n}] converge: creating {n} apps with database and cache in {ns}");
+    let first = Instant::now();
+    let created = create_apps_with(client, &ns, n, bench_data_app).await?;
+    let all_created = Instant::now();
+    row.create_s = (all_created - first).as_secs_f64();
+    for (app, at) in &created {
+        note(&tracker, &app.name_any(), |t| t.created = Some(*at));
+    }
+    row.converged = wait_all(&tracker, n, timeout, &mut halo, |t| {
+        t.converged_with_data().is_some()
+    })
+    .await?;
+    let recording = moto_api(url, "GET", "/moto-api/recorder/download-recording").await?;
+    moto_api(url, "POST", "/moto-api/recorder/stop-recording").await?;
+    row.calls = parse_recording(&recording);
+    row.converge_requests = requests_since(mark, audit_agent())?;
+    let s = sample(halo.pid, ticks)?;
+    row.converge_cpu_s = s.cpu_s - cpu0;
+    row.mem = s;
+    let times: Vec<Times> = tracker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    if row.converged >= n
+        && let Some(last) = times.iter().filter_map(Times::converged_with_data).max()
+    {
+        row.converge_s = Some(last.saturating_duration_since(all_created).as_secs_f64());
+    }
+    let mut latencies: Vec<f64> = times
+        .iter()
+        .filter_map(|t| {
+            Some(
+                t.converged_with_data()?
+                    .saturating_duration_since(t.created?)
+                    .as_secs_f64(),
+            )
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    row.p50_s = percentile(&latencies, 50.0);
+    row.p99_s = percentile(&latencies, 99.0);
+    eprintln!(
+        "[aws {n}] converge: {}/{n} in {:?} s; {} AWS calls ({:?}); halo's Kubernetes requests: {}",
+        row.converged,
+        row.converge_s.map(|s| (s * 10.0).round() / 10.0),
+        row.calls.total,
+        row.calls.by_service,
+        row.converge_requests.summary()
+    );
+    eprintln!("[aws {n}] deleting {ns} (halo's finalizer deletes the AWS resources)");
+    row.cleanup_s = delete_namespace(client, &ns).await?;
+    eprintln!("[aws {n}] {ns} gone after {:.0} s", row.cleanup_s);
+    halo.stop().await?;
+    Ok(row)
+}
+
+fn print_aws_tables(rows: &[AwsRow], url: &str) {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "\nhalo benchmark --aws: phase 1 with the data sections (Aurora PostgreSQL, 2 instances; \
+         Redis, 1 replica) against moto at {url}; concurrency {CONCURRENCY}, \
+         HALO_AWS_POLL_BUSY_SECONDS=5"
+    ));
+    line(format!(
+        "{:>6} {:>8} {:>10} {:>7} {:>7} {:>7} {:>9} {:>10} {:>9} {:>8}",
+        "N",
+        "create",
+        "converge",
+        "apps/s",
+        "p50",
+        "p99",
+        "AWS calls",
+        "calls/app",
+        "calls/s",
+        "cpu s"
+    ));
+    for r in rows {
+        let converge = match r.converge_s {
+            Some(s) => format!("{s:.1}"),
+            None => format!("{}/{}", r.converged, r.n),
+        };
+        line(format!(
+            "{:>6} {:>8.1} {:>10} {:>7} {:>7} {:>7} {:>9} {:>10.1} {:>9} {:>8.2}",
+            r.n,
+            r.create_s,
+            converge,
+            opt(r.converge_s.map(|s| r.n as f64 / s.max(1e-9)), 1),
+            opt(r.p50_s, 1),
+            opt(r.p99_s, 1),
+            r.calls.total,
+            r.calls.total as f64 / r.n as f64,
+            opt(
+                r.converge_s
+                    .map(|s| r.calls.total as f64 / (s + r.create_s).max(1e-9)),
+                1
+            ),
+            r.converge_cpu_s,
+        ));
+    }
+    line(
+        "converge = all created -> every app has its 5 children, a current status, DatabaseReady \
+         and CacheReady; calls/s = calls / (create + converge)"
+            .into(),
+    );
+    line(format!(
+        "\n{:>6} {:>16} {:>7} {:>9} {:>8} {:>8}",
+        "N", "service", "calls", "calls/app", "mean/s", "peak/s"
+    ));
+    for r in rows {
+        let window = r.converge_s.map(|s| s + r.create_s);
+        for (service, calls) in &r.calls.by_service {
+            line(format!(
+                "{:>6} {:>16} {:>7} {:>9.1} {:>8} {:>8}",
+                r.n,
+                service,
+                calls,
+                *calls as f64 / r.n as f64,
+                opt(window.map(|w| *calls as f64 / w.max(1e-9)), 1),
+                r.calls.peak_per_second(service),
+            ));
+        }
+    }
+    line(
+        "peak/s = most calls within one second (X-Amz-Date); halo rate-limits on the client \
+         side only the APIs with account-wide quotas (Route 53), which these apps do not use"
+            .into(),
+    );
+    line("\nAWS calls by action:".into());
+    for r in rows {
+        let mut v: Vec<_> = r.calls.by_action.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        line(format!(
+            "  N={}: {}",
+            r.n,
+            v.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        line(format!(
+            "  N={} Kubernetes requests: {}",
+            r.n,
+            r.converge_requests.summary()
+        ));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -1261,6 +1665,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let max_n = args.sizes.iter().copied().max().unwrap_or(0);
     make_room(&client, max_n * PODS_PER_APP).await?;
+    if let Some(url) = &args.aws {
+        let mut rows = Vec::new();
+        for &n in &args.sizes {
+            rows.push(run_aws(&args, &client, url, n, ticks, metrics).await?);
+        }
+        print_aws_tables(&rows, url);
+        if let Some(path) = &args.json_out {
+            std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+        }
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for (i, &n) in args.sizes.iter().enumerate() {
         let last = i + 1 == args.sizes.len();
@@ -1271,4 +1686,37 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// moto's recording names the service in the signature's credential scope and the action
+    /// in a base64 form body (query protocol) or in X-Amz-Target (JSON protocol).
+    #[test]
+    fn recording_is_counted_by_service_and_action() {
+        let text = [
+            json!({"headers": {"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/rds/aws4_request, SignedHeaders=host, Signature=x",
+                               "X-Amz-Date": "20261129T192500Z"},
+                   "method": "POST", "url": "http://127.0.0.1:15530/",
+                   "body": "QWN0aW9uPURlc2NyaWJlREJDbHVzdGVycyZWZXJzaW9uPTIwMTQtMTAtMzE=", "body_encoded": true}),
+            json!({"headers": {"authorization": "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/secretsmanager/aws4_request, Signature=x",
+                               "x-amz-date": "20261129T192500Z", "X-Amz-Target": "secretsmanager.CreateSecret"},
+                   "method": "POST", "url": "http://127.0.0.1:15530/", "body": "{}", "body_encoded": false}),
+            json!({"headers": {"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/rds/aws4_request",
+                               "X-Amz-Date": "20261129T192501Z"},
+                   "method": "POST", "url": "http://127.0.0.1:15530/?Action=DescribeDBClusters", "body": "", "body_encoded": false}),
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        let calls = parse_recording(&text);
+        assert_eq!(calls.total, 3);
+        assert_eq!(calls.by_service.get("rds"), Some(&2));
+        assert_eq!(calls.by_action.get("rds DescribeDBClusters"), Some(&2));
+        assert_eq!(calls.by_action.get("secretsmanager CreateSecret"), Some(&1));
+        assert_eq!(calls.peak_per_second("rds"), 1);
+    }
 }
