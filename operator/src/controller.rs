@@ -846,12 +846,12 @@ pub async fn run(
     };
     info!("starting halo controller");
     let controller = Controller::new(apps, watcher::Config::default().any_semantic());
-    let app_store = controller.store();
-    let _ = APP_STORE.set(app_store.clone());
+    let _ = APP_STORE.set(controller.store());
     let synced = ctx.clone();
     tokio::spawn(async move {
-        let apps = app_store.wait_until_ready().await;
-        if synced.wait_synced().await && apps.is_ok() {
+        // Not the app store's wait_until_ready(): kube-runtime's runner already waits on it
+        // before the first reconcile, and that future wakes only the task that polled it last.
+        if synced.wait_synced().await {
             info!("caches synced");
             health
                 .ready
