@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -80,6 +81,32 @@ pub struct Caches {
     pub secrets: SecretCache,
 }
 
+impl Caches {
+    /// Waits until every cache has listed once; false when a cache's writer is gone (it never
+    /// will). Await it through [`Context::wait_synced`] only: a store's readiness future wakes
+    /// just the task that polled it last, so a second waiter on the same store can hang.
+    async fn wait_synced(&self) -> bool {
+        let all = futures::join!(
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+            self.hpas.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+        all.0.is_ok()
+            && all.1.is_ok()
+            && all.2.is_ok()
+            && all.3.is_ok()
+            && all.4.is_ok()
+            && all.5.is_ok()
+            && all.6.is_ok()
+            && all.7.is_ok()
+    }
+}
+
 /// Shared state of all reconciles.
 pub struct Context {
     pub client: Client,
@@ -90,6 +117,8 @@ pub struct Context {
     pub aws: Arc<Aws>,
     /// Consecutive failures per app, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// [`Caches::wait_synced`], polled once and shared by every waiter.
+    synced: Shared<BoxFuture<'static, bool>>,
 }
 
 impl Context {
@@ -104,8 +133,13 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let synced = {
+            let caches = caches.clone();
+            async move { caches.wait_synced().await }.boxed().shared()
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            synced,
             client,
             caches,
             config,
@@ -113,10 +147,19 @@ impl Context {
             failures: Mutex::default(),
         }
     }
+
+    /// Waits until every cache has listed once. A reconcile on a cache still listing (right
+    /// after a restart) would see children and pods as missing: it would GET every child and
+    /// write a status (and Events) that says so, then flip it back a moment later. False
+    /// when a cache can no longer list (its writer is gone, as in tests).
+    pub async fn wait_synced(&self) -> bool {
+        self.synced.clone().await
+    }
 }
 
 /// One reconcile of one app.
 pub async fn reconcile(app: Arc<HighlyAvailableApp>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.wait_synced().await;
     let deleting = app.metadata.deletion_timestamp.is_some();
     if deleting && !aws_steps::has_finalizer(&app) {
         // Children carry owner references; the garbage collector removes them.
@@ -467,30 +510,65 @@ async fn apply_children(
             .await?,
         ),
     ];
+    let mut changes = Vec::new();
     for (kind, outcome) in steps {
         let name = if kind == "Secret" {
             &secret_name
         } else {
             &name
         };
-        let (reason, verb) = match outcome {
-            Outcome::Created => ("Created", "created"),
-            Outcome::Updated => ("Updated", "updated"),
-            Outcome::Pruned => ("Pruned", "deleted, the spec no longer asks for it"),
-            Outcome::Unchanged | Outcome::Absent => continue,
-        };
-        info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            reason,
-            "Apply",
-            format!("{kind} {name} {verb}"),
-        )
-        .await;
+        if outcome.wrote() {
+            info!(app = %name, namespace = ns, kind, ?outcome, "applied child");
+            changes.push((kind, name.as_str(), outcome));
+        }
+    }
+    if let Some((reason, note)) = applied_event(&changes) {
+        publish(ctx, app, EventType::Normal, reason, "Apply", note).await;
     }
     Ok(())
+}
+
+/// Longest `note` the API server accepts on an events.k8s.io Event.
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// One Event for everything one reconcile's apply changed (None when it changed nothing):
+/// a new app gets one "Created" Event naming its children, not one Event per child. The
+/// reason is the outcome when all children share it, else "Applied".
+pub fn applied_event(changes: &[(&str, &str, Outcome)]) -> Option<(&'static str, String)> {
+    let reason_of = |o: Outcome| match o {
+        Outcome::Created => "Created",
+        Outcome::Updated => "Updated",
+        Outcome::Pruned => "Pruned",
+        Outcome::Unchanged | Outcome::Absent => "Applied",
+    };
+    let (_, _, first) = changes.first()?;
+    let reason = if changes.iter().all(|(_, _, o)| o == first) {
+        reason_of(*first)
+    } else {
+        "Applied"
+    };
+    let mut note = changes
+        .iter()
+        .map(|(kind, name, outcome)| {
+            let verb = match outcome {
+                Outcome::Created => "created",
+                Outcome::Updated => "updated",
+                Outcome::Pruned => "deleted, the spec no longer asks for it",
+                Outcome::Unchanged | Outcome::Absent => "unchanged",
+            };
+            format!("{kind} {name} {verb}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if note.len() > EVENT_NOTE_MAX {
+        let mut end = EVENT_NOTE_MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    Some((reason, note))
 }
 
 /// Brings one child kind in line: apply when wanted, prune when not.
@@ -855,26 +933,14 @@ pub async fn run(
     };
     info!("starting halo controller");
     let controller = Controller::new(apps, watcher::Config::default().any_semantic());
-    let app_store = controller.store();
     if let Ok(mut store) = APP_STORE.write() {
-        *store = Some(app_store.clone());
+        *store = Some(controller.store());
     }
-    let synced = caches.clone();
+    let synced = ctx.clone();
     guard.0.push(tokio::spawn(async move {
-        let all = futures::future::join_all([
-            Box::pin(app_store.wait_until_ready())
-                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
-            Box::pin(synced.deployments.wait_until_ready()),
-            Box::pin(synced.services.wait_until_ready()),
-            Box::pin(synced.pdbs.wait_until_ready()),
-            Box::pin(synced.hpas.wait_until_ready()),
-            Box::pin(synced.ingresses.wait_until_ready()),
-            Box::pin(synced.pods.wait_until_ready()),
-            Box::pin(synced.nodes.wait_until_ready()),
-            Box::pin(synced.secrets.wait_until_ready()),
-        ])
-        .await;
-        if all.iter().all(Result::is_ok) {
+        // Not the app store's wait_until_ready(): kube-runtime's runner already waits on it
+        // before the first reconcile, and that future wakes only the task that polled it last.
+        if synced.wait_synced().await {
             info!("caches synced");
             health
                 .ready

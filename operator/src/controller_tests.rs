@@ -363,6 +363,116 @@ async fn missing_service_is_created() {
     );
 }
 
+/// A new app's children are announced in one Event, not one per child: Events are API writes,
+/// and five per app made halo converge many apps far slower than the applies alone.
+#[tokio::test]
+async fn new_app_gets_one_event_for_all_its_children() {
+    let (caches, _w) = caches();
+    let app = app_with_uid(FULL);
+    let owner = owner_of(&app, "default", None).expect("owner");
+    let children = render(&validate(&app, owner).expect("valid"));
+    let applies = 3
+        + usize::from(children.hpa.is_some())
+        + usize::from(children.ingress.is_some())
+        + usize::from(children.secret.is_some());
+    // The fake server echoes a status patch's body, which is no whole app: the reconcile
+    // fails right after sending it, which is past the step under test.
+    let (requests, _) = reconcile_once(app, caches).await;
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|(m, _)| m != "GET")
+        .map(|(m, p)| (m.as_str(), p.split('?').next().unwrap_or_default()))
+        .collect();
+    let status = writes
+        .iter()
+        .position(|(_, p)| p.ends_with("/status"))
+        .expect("a status patch");
+    let before_status = &writes[..status];
+    let events = |ws: &[(&str, &str)]| ws.iter().filter(|(_, p)| p.ends_with("/events")).count();
+    assert_eq!(events(before_status), 1, "{writes:?}");
+    assert_eq!(before_status.len(), applies + 1, "{writes:?}");
+    assert!(
+        applies >= 5,
+        "the fixture has at least five children: {applies}"
+    );
+}
+
+/// Right after a (re)start a reconcile waits until every cache has listed: on a cache still
+/// listing it would GET every child and write a status that calls a converged app broken.
+/// Every waiting reconcile goes on once they have (a store's own readiness future wakes only
+/// its last poller, which left all but one waiting forever).
+#[tokio::test]
+async fn reconciles_wait_until_the_caches_listed() {
+    let (caches, mut w) = caches();
+    let app = Arc::new(app_with_uid(SMALL));
+    let (client, seen) = fake_client();
+    let ctx = Arc::new(Context::new(client, caches, Config::default()));
+    let waiting: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(reconcile(app.clone(), ctx.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        waiting.iter().all(|r| !r.is_finished()),
+        "reconciled before the caches listed"
+    );
+    assert_eq!(seen.lock().expect("lock").clone(), vec![]);
+    w.deployments.apply_watcher_event(&watcher::Event::InitDone);
+    w.services.apply_watcher_event(&watcher::Event::InitDone);
+    w.pdbs.apply_watcher_event(&watcher::Event::InitDone);
+    w.hpas.apply_watcher_event(&watcher::Event::InitDone);
+    w.ingresses.apply_watcher_event(&watcher::Event::InitDone);
+    w.pods.apply_watcher_event(&watcher::Event::InitDone);
+    w.nodes.apply_watcher_event(&watcher::Event::InitDone);
+    // Listed (and empty): now every reconcile runs (and creates the children).
+    for r in waiting {
+        let done = tokio::time::timeout(Duration::from_secs(10), r).await;
+        assert!(
+            done.is_ok(),
+            "a reconcile still waits after the caches listed"
+        );
+    }
+    assert!(!seen.lock().expect("lock").is_empty());
+}
+
+/// The apply Event names every child that changed; its reason is the shared outcome, or
+/// "Applied" for a mix; nothing changed, no Event.
+#[test]
+fn applied_event_summarises_the_children() {
+    assert_eq!(applied_event(&[]), None);
+    assert_eq!(
+        applied_event(&[
+            ("Deployment", "web", Outcome::Created),
+            ("Service", "web", Outcome::Created),
+        ]),
+        Some((
+            "Created",
+            "Deployment web created; Service web created".to_string()
+        ))
+    );
+    assert_eq!(
+        applied_event(&[
+            ("Deployment", "web", Outcome::Updated),
+            ("HorizontalPodAutoscaler", "web", Outcome::Pruned),
+        ]),
+        Some((
+            "Applied",
+            "Deployment web updated; HorizontalPodAutoscaler web deleted, the spec no longer asks for it"
+                .to_string()
+        ))
+    );
+    let long = "x".repeat(300);
+    let many: Vec<_> = ["Deployment", "Service", "PodDisruptionBudget", "Ingress"]
+        .iter()
+        .map(|k| (*k, long.as_str(), Outcome::Created))
+        .collect();
+    let (_, note) = applied_event(&many).expect("an event");
+    assert!(
+        note.len() <= 1024 && note.ends_with("..."),
+        "{}",
+        note.len()
+    );
+}
+
 /// Failures back off exponentially from 5 s to a 5 min cap, with at most 10% jitter.
 #[test]
 fn backoff_grows_and_caps() {

@@ -138,14 +138,22 @@ struct Cluster {
 
 /// Caches with three ready nodes, one per zone, and three ready pods of `app` on them.
 fn cluster(ns: &str, app: &str) -> Cluster {
-    let (deployments, dw) = reflector::store();
-    let (services, svw) = reflector::store();
-    let (pdbs, pdw) = reflector::store();
+    let (deployments, mut dw) = reflector::store();
+    let (services, mut svw) = reflector::store();
+    let (pdbs, mut pdw) = reflector::store();
     let (hpas, _) = reflector::store();
-    let (ingresses, iw) = reflector::store();
+    let (ingresses, mut iw) = reflector::store();
     let (pods, mut pw) = reflector::store::<Pod>();
     let (nodes, mut nw) = reflector::store::<Node>();
-    let (secrets, sw) = reflector::store();
+    let (secrets, mut sw) = reflector::store();
+    // The caches have had their first list: reconciles wait for that.
+    dw.apply_watcher_event(&watcher::Event::InitDone);
+    svw.apply_watcher_event(&watcher::Event::InitDone);
+    pdw.apply_watcher_event(&watcher::Event::InitDone);
+    iw.apply_watcher_event(&watcher::Event::InitDone);
+    pw.apply_watcher_event(&watcher::Event::InitDone);
+    nw.apply_watcher_event(&watcher::Event::InitDone);
+    sw.apply_watcher_event(&watcher::Event::InitDone);
     for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"]
         .iter()
         .enumerate()
