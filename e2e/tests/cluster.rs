@@ -1389,7 +1389,18 @@ async fn s11_full_architecture_converges_and_deletes_by_policy() -> anyhow::Resu
         .as_ref()
         .and_then(|d| d.health_check_id.clone())
         .ok_or_else(|| anyhow::anyhow!("status.dns has no health check"))?;
-    assert_eq!(zone_records(&r53, &zone_id).await?.len(), 3);
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}.");
+    assert_eq!(
+        zone_records(&r53, &zone_id).await?,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY \"heritage=halo,owner=us-east-1,resource={}/{name}\" hc=-",
+                ns.name
+            ),
+            format!("{record}. A set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+            format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+        ]
+    );
 
     // Something in the bucket, so the deletion has to empty it (emptyOnDelete).
     let s3 = aws.s3_client(None).await;
