@@ -1404,6 +1404,27 @@ async fn s11_full_architecture_converges_and_deletes_by_policy() -> anyhow::Resu
 
     // Something in the bucket, so the deletion has to empty it (emptyOnDelete).
     let s3 = aws.s3_client(None).await;
+    // Replication to the other region's bucket with the operator's role (a dummy ARN here:
+    // moto checks no IAM role and never copies an object).
+    let replication = s3.get_bucket_replication().bucket(&bucket).send().await?;
+    let replication = replication
+        .replication_configuration()
+        .ok_or_else(|| anyhow::anyhow!("{bucket} has no replication configuration"))?;
+    let role = std::env::var("HALO_S3_REPLICATION_ROLE_ARN").unwrap_or_default();
+    assert_eq!(
+        (
+            replication.role(),
+            replication
+                .rules()
+                .iter()
+                .map(|r| r.destination().map(|d| d.bucket().to_string()))
+                .collect::<Vec<_>>()
+        ),
+        (
+            role.as_str(),
+            vec![Some(format!("arn:aws:s3:::{replica_bucket}"))]
+        )
+    );
     s3.put_object()
         .bucket(&bucket)
         .key("index.html")
