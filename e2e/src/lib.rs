@@ -215,10 +215,24 @@ pub async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
 }
 
 fn env_file_bin() -> Option<PathBuf> {
+    env_file_value("HALO_E2E_BIN").map(PathBuf::from)
+}
+
+/// A setting e2e/up wrote into `$HALO_E2E_STATE/env` (`KEY='value'` lines).
+pub fn env_file_value(key: &str) -> Option<String> {
     let text = std::fs::read_to_string(state_dir().join("env")).ok()?;
+    let prefix = format!("{key}=");
     text.lines()
-        .find_map(|l| l.strip_prefix("HALO_E2E_BIN="))
-        .map(|v| PathBuf::from(v.trim_matches('\'')))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim_matches('\'').to_string())
+}
+
+/// A setting from the environment, else from `$HALO_E2E_STATE/env`.
+pub fn setting(key: &str) -> Option<String> {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env_file_value(key))
 }
 
 /// Operator processes: the suite's own (`halo`, recorded in `pids/halo.pid` like e2e/up's)
@@ -305,6 +319,16 @@ pub mod operator {
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // As e2e/up started it: CloudWatch through the protocol relay (only because moto lacks
+        // CloudWatch's CBOR protocol) and a replication role for static assets buckets.
+        for key in [
+            "AWS_ENDPOINT_URL_CLOUDWATCH",
+            "HALO_S3_REPLICATION_ROLE_ARN",
+        ] {
+            if let Some(v) = setting(key) {
+                command.env(key, v);
+            }
+        }
         for (k, v) in env {
             command.env(k, v);
         }

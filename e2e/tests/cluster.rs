@@ -1136,3 +1136,470 @@ async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::Resul
     r53.delete_hosted_zone().id(&zone_id).send().await?;
     ns.cleanup().await
 }
+
+/// 11. The whole architecture (`config/samples/architecture.yaml`: compute over three zones
+/// with autoscaling, an Ingress, a Route 53 failover record, Aurora, ElastiCache, two DynamoDB
+/// tables, a replicated static assets bucket, CloudWatch alarms) converges against the
+/// emulator with every section's condition True, the connection Secret carries every endpoint,
+/// and deleting the app leaves exactly what the deletion policies promise.
+///
+/// Where moto differs from AWS (said again where it matters): CloudWatch goes through the
+/// protocol relay e2e/up starts (moto lacks CloudWatch's CBOR protocol); alarms are created in
+/// state OK and never evaluated (AWS starts them at INSUFFICIENT_DATA); the replication group
+/// has no reader endpoint, so REDIS_READER_HOST is the primary's; a
+/// replication group deleted with a final snapshot stays `deleting` for good and no snapshot
+/// appears (moto ignores FinalSnapshotIdentifier; AWS removes the group after the snapshot);
+/// DynamoDB replicas are never created, so the sample has no `replicaRegions`.
+#[tokio::test]
+async fn s11_full_architecture_converges_and_deletes_by_policy() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            && std::env::var_os("AWS_ENDPOINT_URL_CLOUDWATCH").is_some(),
+        "AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_CLOUDWATCH is not set: run the suite through scripts/test, or `set -a; source $HALO_E2E_STATE/env; set +a; eval \"$(e2e/moto env)\"`"
+    );
+    const ALB: &str = "k8s-full-checkout-123.us-east-1.elb.amazonaws.com";
+    const SLOW: Duration = Duration::from_secs(240);
+    let client = setup().await?;
+    let ns = TestNamespace::create(&client, "e2e-full").await?;
+    let aws = halo::aws::Aws::new(halo::aws::AwsConfig::default());
+    let r53 = aws.route53().await.client().clone();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let zone = format!("{}-{stamp}.example.com", ns.name);
+    let created = r53
+        .create_hosted_zone()
+        .name(format!("{zone}."))
+        .caller_reference(format!("{zone}-e2e"))
+        .send()
+        .await?;
+    let zone_id = created
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .ok_or_else(|| anyhow::anyhow!("CreateHostedZone named no zone"))?;
+    let record = format!("checkout.{zone}");
+
+    let text =
+        std::fs::read_to_string(halo_e2e::repo_root().join("config/samples/architecture.yaml"))?;
+    let mut value: serde_json::Value = serde_saphyr::from_str(&text)?;
+    halo_e2e::merge(
+        &mut value,
+        &json!({"metadata": {"namespace": ns.name},
+                "spec": {"ingress": {"host": record},
+                         "dns": {"hostedZoneId": zone_id, "recordName": record}}}),
+    );
+    let app: HighlyAvailableApp = serde_json::from_value(value)?;
+    let name = app.name_any();
+    let id = format!("{}-{name}", ns.name); // halo's AWS names: <namespace>-<app>
+    let started = Instant::now();
+    create_app(&client, &app).await?;
+
+    // Play the AWS Load Balancer Controller once halo made the Ingress.
+    wait_for("the Ingress to get the ALB hostname", CONVERGE, || {
+        let ns = ns.name.clone();
+        let name = name.clone();
+        async move {
+            kubectl(&[
+                "-n",
+                &ns,
+                "patch",
+                "ingress",
+                &name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &json!({"status": {"loadBalancer": {"ingress": [{"hostname": ALB}]}}}).to_string(),
+            ])
+            .await
+            .map(|_| Some(()))
+        }
+    })
+    .await?;
+
+    let mut times = Vec::new();
+    for type_ in [
+        "ComputeReady",
+        "IngressReady",
+        "ZoneResilient",
+        "DatabaseReady",
+        "CacheReady",
+        "DNSReady",
+        "DynamoDBReady",
+        "StaticAssetsReady",
+        "AlarmsOK",
+        "Ready",
+    ] {
+        wait_condition(&client, &ns.name, &name, type_, "True", SLOW).await?;
+        times.push(format!("{type_} {:?}", started.elapsed()));
+    }
+    let ready_in = started.elapsed();
+    // One consistent look at every condition at once (AlarmsOK is reported, not in Ready).
+    let ready = wait_condition(&client, &ns.name, &name, "Ready", "True", CONVERGE).await?;
+    let conditions: Vec<(String, String, String)> = ready
+        .status
+        .as_ref()
+        .map(|s| {
+            s.conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("s11: conditions {conditions:#?}");
+    for (type_, status, reason) in &conditions {
+        assert_eq!(status, "True", "{type_} is {status} ({reason})");
+    }
+    let status = ready.status.clone().unwrap_or_default();
+
+    // The connection Secret: every endpoint the pods need.
+    let secret_name = format!("{name}-connection");
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns.name)
+        .get(&secret_name)
+        .await?;
+    let data: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    println!("s11: {secret_name}: {data:#?}");
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "DATABASE_HOST",
+            "DATABASE_NAME",
+            "DATABASE_PORT",
+            "DATABASE_READER_HOST",
+            "DATABASE_SECRET_ARN",
+            "DYNAMODB_TABLE_ORDERS",
+            "DYNAMODB_TABLE_ORDERS_ARN",
+            "DYNAMODB_TABLE_SESSIONS",
+            "DYNAMODB_TABLE_SESSIONS_ARN",
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "REDIS_READER_HOST",
+            "REDIS_TLS",
+            "STATIC_ASSETS_BUCKET",
+            "STATIC_ASSETS_REGION",
+            "STATIC_ASSETS_REPLICA_BUCKET",
+            "STATIC_ASSETS_REPLICA_REGION",
+        ]
+    );
+    let bucket = format!("{id}-assets");
+    let replica_bucket = halo::aws::s3::default_replica_bucket(&bucket, "us-west-2");
+    let (orders, sessions) = (format!("{id}-orders"), format!("{id}-sessions"));
+    let get = |k: &str| data.get(k).map(String::as_str);
+    assert_eq!(
+        (
+            get("DATABASE_NAME"),
+            get("DATABASE_PORT"),
+            get("DYNAMODB_TABLE_ORDERS"),
+            get("DYNAMODB_TABLE_SESSIONS"),
+            get("STATIC_ASSETS_BUCKET"),
+            get("STATIC_ASSETS_REGION"),
+            get("STATIC_ASSETS_REPLICA_BUCKET"),
+            get("STATIC_ASSETS_REPLICA_REGION"),
+            get("REDIS_TLS"),
+        ),
+        (
+            Some("checkout"),
+            Some("5432"),
+            Some(orders.as_str()),
+            Some(sessions.as_str()),
+            Some(bucket.as_str()),
+            Some("us-east-1"),
+            Some(replica_bucket.as_str()),
+            Some("us-west-2"),
+            Some("true"),
+        )
+    );
+
+    assert!(
+        get("DATABASE_HOST").is_some_and(|h| h.starts_with(&format!("{id}.cluster-")))
+            && get("DATABASE_READER_HOST")
+                .is_some_and(|h| h.starts_with(&format!("{id}.cluster-ro-"))),
+        "Aurora endpoints: {data:?}"
+    );
+    assert!(
+        get("DATABASE_SECRET_ARN").is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")),
+        "{data:?}"
+    );
+    // moto differs: no ReaderEndpoint, so halo sends reads to the primary.
+    assert!(
+        get("REDIS_HOST").is_some_and(|h| h.contains(&id))
+            && get("REDIS_READER_HOST") == get("REDIS_HOST")
+            && get("REDIS_PORT") == Some("6379"),
+        "ElastiCache endpoints: {data:?}"
+    );
+    let arn = |t: &str| format!("arn:aws:dynamodb:us-east-1:123456789012:table/{t}");
+    assert_eq!(
+        (
+            get("DYNAMODB_TABLE_ORDERS_ARN"),
+            get("DYNAMODB_TABLE_SESSIONS_ARN")
+        ),
+        (Some(arn(&orders).as_str()), Some(arn(&sessions).as_str()))
+    );
+
+    // The alarms halo made for all of it, with their states. moto differs: it creates an alarm
+    // in state OK and never evaluates it (AWS starts at INSUFFICIENT_DATA).
+    let prefix = format!("halo/{}/{name}/", ns.name);
+    let alarms: Vec<(String, String)> = status
+        .alarms
+        .iter()
+        .map(|a| {
+            (
+                a.name.trim_start_matches(&prefix).to_string(),
+                a.state.clone(),
+            )
+        })
+        .collect();
+    let mut alarms = alarms;
+    alarms.sort();
+    let want_alarms: Vec<(String, String)> = [
+        "alb-target-5xx",
+        "alb-unhealthy-hosts",
+        "aurora-cpu",
+        "aurora-freeable-memory",
+        "aurora-replica-lag",
+        "cache-cpu-001",
+        "cache-cpu-002",
+        "cache-evictions-001",
+        "cache-evictions-002",
+        "cache-replication-lag-001",
+        "cache-replication-lag-002",
+        "dynamodb-read-throttles-orders",
+        "dynamodb-read-throttles-sessions",
+        "dynamodb-write-throttles-orders",
+        "dynamodb-write-throttles-sessions",
+        "route53-health-check",
+    ]
+    .iter()
+    .map(|a| (a.to_string(), "OK".to_string()))
+    .collect();
+    assert_eq!(alarms, want_alarms);
+    let mut names: Vec<String> = want_alarms
+        .iter()
+        .map(|(a, _)| format!("{prefix}{a}"))
+        .collect();
+    names.sort();
+    assert_eq!(alarm_names(&aws, &prefix).await?, names);
+    let hc = status
+        .dns
+        .as_ref()
+        .and_then(|d| d.health_check_id.clone())
+        .ok_or_else(|| anyhow::anyhow!("status.dns has no health check"))?;
+    let alias = format!("alias=Z35SXDOTRQ7X7K:dualstack.{ALB}.");
+    assert_eq!(
+        zone_records(&r53, &zone_id).await?,
+        vec![
+            format!(
+                "_halo-owner.{record}. TXT set=us-east-1 failover=PRIMARY \"heritage=halo,owner=us-east-1,resource={}/{name}\" hc=-",
+                ns.name
+            ),
+            format!("{record}. A set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+            format!("{record}. AAAA set=us-east-1 failover=PRIMARY {alias} hc={hc}"),
+        ]
+    );
+
+    // Something in the bucket, so the deletion has to empty it (emptyOnDelete).
+    let s3 = aws.s3_client(None).await;
+    // Replication to the other region's bucket with the operator's role (a dummy ARN here:
+    // moto checks no IAM role and never copies an object).
+    let replication = s3.get_bucket_replication().bucket(&bucket).send().await?;
+    let replication = replication
+        .replication_configuration()
+        .ok_or_else(|| anyhow::anyhow!("{bucket} has no replication configuration"))?;
+    let role = std::env::var("HALO_S3_REPLICATION_ROLE_ARN").unwrap_or_default();
+    assert_eq!(
+        (
+            replication.role(),
+            replication
+                .rules()
+                .iter()
+                .map(|r| r.destination().map(|d| d.bucket().to_string()))
+                .collect::<Vec<_>>()
+        ),
+        (
+            role.as_str(),
+            vec![Some(format!("arn:aws:s3:::{replica_bucket}"))]
+        )
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key("index.html")
+        .body(b"<html></html>".to_vec().into())
+        .send()
+        .await?;
+
+    let apps: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), &ns.name);
+    let deleted = Instant::now();
+    apps.delete(&name, &DeleteParams::default()).await?;
+    wait_for(
+        "the app to be deleted after its AWS cleanup (finalizer released)",
+        SLOW,
+        || {
+            let (apps, name) = (apps.clone(), name.clone());
+            async move { Ok(apps.get_opt(&name).await?.is_none().then_some(())) }
+        },
+    )
+    .await?;
+    let deleted_in = deleted.elapsed();
+
+    // What the deletion policies promise, as the emulator has it now.
+    // Aurora, Snapshot (the default): the cluster is gone, its final snapshot stays.
+    let rds = aws.rds().await;
+    let cluster = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(&id)
+        .send()
+        .await;
+    assert!(
+        format!("{cluster:?}").contains("DBClusterNotFoundFault"),
+        "Aurora cluster {id} must be gone: {cluster:?}"
+    );
+    let snapshots: Vec<(String, String)> = rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_identifier(&id)
+        .send()
+        .await?
+        .db_cluster_snapshots()
+        .iter()
+        .map(|s| {
+            (
+                s.db_cluster_snapshot_identifier()
+                    .unwrap_or_default()
+                    .to_string(),
+                s.snapshot_type().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // moto differs: it also keeps the cluster's automated snapshot (`rds:<id>-<date>`); AWS
+    // deletes automated backups with the cluster (DeleteDBCluster's default). Only the manual
+    // ones are what the policy promises.
+    println!("s11: snapshots of {id} in moto after the deletion: {snapshots:?}");
+    let snapshots: Vec<(String, String)> = snapshots
+        .into_iter()
+        .filter(|s| s.1 != "automated")
+        .collect();
+    assert!(
+        snapshots.len() == 1
+            && snapshots[0].0.starts_with(&format!("{id}-final-"))
+            && snapshots[0].1 == "manual",
+        "exactly one final snapshot of {id} must stay: {snapshots:?}"
+    );
+    // ElastiCache, Snapshot (the default): deleted with a final snapshot. moto differs: the
+    // group stays `deleting` for good and no snapshot appears (it ignores
+    // FinalSnapshotIdentifier); AWS removes the group once the snapshot is taken.
+    let groups = aws
+        .elasticache()
+        .await
+        .describe_replication_groups()
+        .replication_group_id(&id)
+        .send()
+        .await?;
+    let group_states: Vec<Option<&str>> = groups
+        .replication_groups()
+        .iter()
+        .map(|g| g.status())
+        .collect();
+    assert_eq!(group_states, vec![Some("deleting")]);
+    // DynamoDB: `orders` (Retain, the default) stays, protected, without halo's tags;
+    // `sessions` (Delete) is gone.
+    let ddb = aws.dynamodb().await;
+    let kept = ddb.describe_table().table_name(&orders).send().await?;
+    let kept = kept
+        .table()
+        .ok_or_else(|| anyhow::anyhow!("DescribeTable {orders}: no table"))?;
+    assert_eq!(
+        (
+            kept.table_status().map(|s| s.as_str().to_string()),
+            kept.deletion_protection_enabled()
+        ),
+        (Some("ACTIVE".to_string()), Some(true))
+    );
+    let tags: Vec<String> = ddb
+        .list_tags_of_resource()
+        .resource_arn(kept.table_arn().unwrap_or_default())
+        .send()
+        .await?
+        .tags()
+        .iter()
+        .map(|t| t.key().to_string())
+        .filter(|k| k.starts_with("halo.dev/"))
+        .collect();
+    assert_eq!(
+        tags,
+        Vec::<String>::new(),
+        "a retained table keeps no halo tag"
+    );
+    let gone = ddb.describe_table().table_name(&sessions).send().await;
+    assert!(
+        format!("{gone:?}").contains("ResourceNotFoundException"),
+        "table {sessions} must be gone: {gone:?}"
+    );
+    // S3, Delete with emptyOnDelete: the bucket (emptied first) and its replica are gone.
+    let buckets: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await?
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .filter(|b| *b == bucket || *b == replica_bucket)
+        .collect();
+    assert_eq!(buckets, Vec::<String>::new());
+    // CloudWatch: every alarm of the app is gone.
+    assert_eq!(alarm_names(&aws, &prefix).await?, Vec::<String>::new());
+    // Route 53: the record sets and the health check are gone.
+    assert_eq!(zone_records(&r53, &zone_id).await?, Vec::<String>::new());
+    let check = r53.get_health_check().health_check_id(&hc).send().await;
+    assert!(
+        check.is_err(),
+        "health check {hc} must be deleted: {check:?}"
+    );
+
+    println!(
+        "s11: {}; Ready {ready_in:?} after create; deletion with the AWS cleanup {deleted_in:?}",
+        times.join(", ")
+    );
+    println!(
+        "s11: left by the policies: Aurora final snapshot {}, table {orders} (Retain); gone: cluster {id}, table {sessions}, buckets {bucket} and {replica_bucket}, {} alarms, 3 record sets, health check {hc}; replication group {id} `deleting` (moto never finishes)",
+        snapshots[0].0,
+        want_alarms.len()
+    );
+
+    // Tidy the emulator: what the policies kept is the test's to remove.
+    ddb.update_table()
+        .table_name(&orders)
+        .deletion_protection_enabled(false)
+        .send()
+        .await?;
+    ddb.delete_table().table_name(&orders).send().await?;
+    rds.delete_db_cluster_snapshot()
+        .db_cluster_snapshot_identifier(&snapshots[0].0)
+        .send()
+        .await?;
+    ns.cleanup().await?;
+    r53.delete_hosted_zone().id(&zone_id).send().await?;
+    Ok(())
+}
+
+/// The names of the CloudWatch alarms starting with `prefix` (through the protocol relay).
+async fn alarm_names(aws: &halo::aws::Aws, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let out = aws
+        .cloudwatch()
+        .await
+        .describe_alarms()
+        .alarm_name_prefix(prefix)
+        .max_records(100)
+        .send()
+        .await?;
+    let mut names: Vec<String> = out
+        .metric_alarms()
+        .iter()
+        .filter_map(|a| a.alarm_name().map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
