@@ -21,9 +21,11 @@ pub struct DynamoDbSpec {
     /// The tables. Names are unique; each becomes `<namespace>-<app>-<name>` in DynamoDB.
     #[serde(default)]
     #[schemars(length(max = 25))]
+    // Reason FieldValueInvalid, not FieldValueDuplicate: the API server words a Duplicate
+    // error as just "Duplicate value" and drops the rule's message (seen in e2e s3).
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))")
         .message("dynamodb.tables[].name must be unique")
-        .reason(Reason::FieldValueDuplicate))]
+        .reason(Reason::FieldValueInvalid))]
     pub tables: Vec<TableSpec>,
 }
 
@@ -73,7 +75,7 @@ pub struct TableSpec {
     #[schemars(length(max = 5))]
     #[x_kube(validation = Rule::new("self.all(r, self.exists_one(s, s == r))")
         .message("dynamodb.tables[].replicaRegions must not repeat a region")
-        .reason(Reason::FieldValueDuplicate))]
+        .reason(Reason::FieldValueInvalid))]
     pub replica_regions: Vec<Region>,
     /// What happens to the table when it leaves the list or the app is deleted: `Retain`
     /// (keep it, remove halo's tags) or `Delete` (needs `deletionProtection: false`).
