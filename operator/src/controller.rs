@@ -242,8 +242,9 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         }
     };
     let mut aws_step = aws_steps::AwsStep::default();
+    let needs_aws = aws_steps::needs_aws(&validated, old);
     // The finalizer goes on before anything exists in AWS, so nothing can be orphaned.
-    let prepared = if aws_steps::needs_aws(&validated, old) {
+    let prepared = if needs_aws {
         match aws_steps::add_finalizer(&ctx.client, app).await {
             Ok(()) => {
                 // Boxed: the SDK's futures are large, and the reconcile future would carry them inline.
@@ -301,7 +302,7 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
         publish_transitions(ctx, app, old, &new).await;
     }
     let mut next = ctx.config.resync;
-    if aws_steps::needs_aws(&validated, old) {
+    if needs_aws {
         next = next.min(aws_steps::poll_interval(
             &aws_step.observed,
             &ctx.config.aws,
@@ -337,11 +338,9 @@ async fn reconcile_app(app: &HighlyAvailableApp, ctx: &Context) -> Result<Durati
 async fn finalize(app: &HighlyAvailableApp, ctx: &Context) -> Result<Action> {
     let owner = owner_of(app, "default", None)?;
     let ns = owner.namespace.clone();
-    let checked = validate_app(ctx, app, owner.clone()).await.and_then(|v| {
-        let needs_secret = v.database.is_some() || v.cache.is_some();
-        ctx.caches.secrets.check(v, needs_secret)
-    });
-    let validated = match checked {
+    // No Secret-namespace check here: deleting needs no Secret, and what an earlier
+    // configuration created in AWS must still be cleaned up.
+    let validated = match validate_app(ctx, app, owner.clone()).await {
         Ok(v) => v,
         // A DNS section that no longer resolves (the region is gone) must not block the
         // deletion: what halo wrote is in status.dns, and that is cleaned up.

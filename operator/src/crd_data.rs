@@ -285,10 +285,11 @@ pub struct CacheEndpoints {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::crd::HighlyAvailableApp;
 
-    fn app(data: &str) -> HighlyAvailableApp {
+    /// A minimal app with `data` (YAML lines under `spec:`) added; shared with crd_storage's tests.
+    pub(crate) fn app(data: &str) -> HighlyAvailableApp {
         let yaml = format!(
             "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: shop}}\nspec:\n  image: shop:1\n  port: 8080\n{data}"
         );
@@ -296,7 +297,7 @@ mod tests {
     }
 
     /// (field, message) of every transition rule an update from `old` to `new` breaks.
-    fn refusals(old: &str, new: &str) -> Vec<(String, String)> {
+    pub(crate) fn refusals(old: &str, new: &str) -> Vec<(String, String)> {
         match app(new).validate_cel_update(&app(old)) {
             Ok(()) => vec![],
             Err(errors) => errors

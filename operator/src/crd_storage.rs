@@ -399,24 +399,7 @@ pub struct AlarmStatus {
 #[cfg(test)]
 mod tests {
     use crate::crd::HighlyAvailableApp;
-
-    fn app(section: &str) -> HighlyAvailableApp {
-        let yaml = format!(
-            "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: shop}}\nspec:\n  image: shop:1\n  port: 8080\n{section}"
-        );
-        serde_saphyr::from_str(&yaml).expect("manifest parses")
-    }
-
-    fn refusals(old: &str, new: &str) -> Vec<(String, String)> {
-        match app(new).validate_cel_update(&app(old)) {
-            Ok(()) => vec![],
-            Err(errors) => errors
-                .as_slice()
-                .iter()
-                .map(|e| (e.field_path.clone(), e.message.clone()))
-                .collect(),
-        }
-    }
+    use crate::crd_data::tests::refusals;
 
     const CARTS: &str = "  dynamodb: {tables: [{name: carts, partitionKey: {name: id}}]}\n";
 
