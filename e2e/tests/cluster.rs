@@ -783,6 +783,25 @@ async fn s8_leader_election_hands_over() -> anyhow::Result<()> {
     outcome
 }
 
+/// A fresh public hosted zone `<ns>-<millis>.example.com` in the emulator: (id, name).
+async fn hosted_zone(r53: &aws_sdk_route53::Client, ns: &str) -> anyhow::Result<(String, String)> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let zone = format!("{ns}-{stamp}.example.com");
+    let created = r53
+        .create_hosted_zone()
+        .name(format!("{zone}."))
+        .caller_reference(format!("{zone}-e2e"))
+        .send()
+        .await?;
+    let zone_id = created
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .ok_or_else(|| anyhow::anyhow!("CreateHostedZone named no zone"))?;
+    Ok((zone_id, zone))
+}
+
 /// 5b. The data sample (Aurora + ElastiCache against the AWS emulator) converges to Ready, the
 /// pods get the connection Secret through envFrom, and deleting the app completes once AWS
 /// confirms the cleanup (the final snapshot is checked by the emulator tests).
@@ -912,20 +931,7 @@ async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::Resul
     let ns = TestNamespace::create(&client, "e2e-dns").await?;
     let aws = halo::aws::Aws::new(halo::aws::AwsConfig::default());
     let r53 = aws.route53().await.client().clone();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let zone = format!("{}-{stamp}.example.com", ns.name);
-    let created = r53
-        .create_hosted_zone()
-        .name(format!("{zone}."))
-        .caller_reference(format!("{zone}-e2e"))
-        .send()
-        .await?;
-    let zone_id = created
-        .hosted_zone()
-        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
-        .ok_or_else(|| anyhow::anyhow!("CreateHostedZone named no zone"))?;
+    let (zone_id, zone) = hosted_zone(&r53, &ns.name).await?;
     let record = format!("shop.{zone}");
 
     let text = std::fs::read_to_string(halo_e2e::repo_root().join("config/samples/dns.yaml"))?;
@@ -1163,20 +1169,7 @@ async fn s11_full_architecture_converges_and_deletes_by_policy() -> anyhow::Resu
     let ns = TestNamespace::create(&client, "e2e-full").await?;
     let aws = halo::aws::Aws::new(halo::aws::AwsConfig::default());
     let r53 = aws.route53().await.client().clone();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let zone = format!("{}-{stamp}.example.com", ns.name);
-    let created = r53
-        .create_hosted_zone()
-        .name(format!("{zone}."))
-        .caller_reference(format!("{zone}-e2e"))
-        .send()
-        .await?;
-    let zone_id = created
-        .hosted_zone()
-        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
-        .ok_or_else(|| anyhow::anyhow!("CreateHostedZone named no zone"))?;
+    let (zone_id, zone) = hosted_zone(&r53, &ns.name).await?;
     let record = format!("checkout.{zone}");
 
     let text =
