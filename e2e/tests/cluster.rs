@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use halo::crd::HighlyAvailableApp;
+use halo::api::HighlyAvailableApp;
 use halo_e2e::{
     RESYNC_SECONDS, TestNamespace, ZONES, audit, client, condition, kubectl, operator,
     ready_pods_per_zone, sample_app, wait_for,

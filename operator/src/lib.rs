@@ -19,17 +19,19 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod apply;
 pub mod aws;
+pub mod conditions;
 pub mod controller;
-pub mod crd;
-pub mod crd_data;
-pub mod crd_dns;
-pub mod crd_storage;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod meta;
 pub mod metrics;
+pub mod names;
+pub mod observed;
 pub mod render;
 pub mod status;
 pub mod validate;
@@ -107,6 +109,17 @@ impl Error {
             Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
             Error::DeletionBlocked { .. } => "DeletionBlocked",
         }
+    }
+
+    /// AWS asked halo to slow down: back off, but never mark the app failed for it.
+    pub fn is_throttled(&self) -> bool {
+        matches!(
+            self,
+            Error::Aws {
+                throttled: true,
+                ..
+            }
+        )
     }
 
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {

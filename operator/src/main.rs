@@ -10,7 +10,7 @@ use kube::CustomResourceExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use halo::crd::HighlyAvailableApp;
+use halo::api::HighlyAvailableApp;
 use halo::http::Health;
 use halo::leader::{Ended, LeaseConfig, run_as_leader};
 use halo::render::render;

@@ -7,10 +7,11 @@
 use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
 use kube::ResourceExt;
 
-use crate::crd::{HealthCheck, HighlyAvailableApp, IngressSpec};
-use crate::crd_data::{CacheSpec, DatabaseSpec};
-use crate::crd_dns::ValidatedDns;
+use crate::api::data::{CacheSpec, DatabaseSpec};
+use crate::api::dns::ValidatedDns;
+use crate::api::{HealthCheck, HighlyAvailableApp, IngressSpec};
 use crate::meta::Owner;
+use crate::names::{self, Names, TableNames};
 use crate::{Error, Result};
 
 /// Who owns the replica count.
@@ -71,9 +72,11 @@ pub struct ValidatedApp {
     pub cache: Option<CacheSpec>,
     /// The Route 53 record and health check, with the set identifier and health path resolved.
     pub dns: Option<ValidatedDns>,
-    pub dynamodb: Option<crate::crd_storage::DynamoDbSpec>,
-    pub static_assets: Option<crate::crd_storage::StaticAssetsSpec>,
-    pub alarms: Option<crate::crd_storage::AlarmsSpec>,
+    pub dynamodb: Option<crate::api::storage::DynamoDbSpec>,
+    pub static_assets: Option<crate::api::storage::StaticAssetsSpec>,
+    pub alarms: Option<crate::api::storage::AlarmsSpec>,
+    /// Every name derived from the app (Secret, URLs, AWS identifiers), resolved once.
+    pub names: Names,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -145,7 +148,7 @@ pub fn validate_in(
         .as_ref()
         .map(|d| d.validate(&spec.health_check.path, region))
         .transpose()?;
-    Ok(ValidatedApp {
+    let mut app = ValidatedApp {
         owner,
         image: spec.image.clone(),
         port: spec.port,
@@ -177,7 +180,52 @@ pub fn validate_in(
         dynamodb: spec.dynamodb.clone(),
         static_assets: spec.static_assets.clone(),
         alarms: spec.alarms.clone(),
-    })
+        names: Names::default(),
+    };
+    app.names = resolve_names(&app);
+    Ok(app)
+}
+
+/// Every derived name of the app. Pure.
+pub fn resolve_names(app: &ValidatedApp) -> Names {
+    let owner = &app.owner;
+    let has_connection = app.database.is_some()
+        || app.cache.is_some()
+        || app.dynamodb.is_some()
+        || app.static_assets.is_some();
+    let tls = app
+        .ingress
+        .as_ref()
+        .is_some_and(|i| i.certificate_arn.is_some());
+    Names {
+        connection_secret: has_connection.then(|| names::connection_secret_name(&owner.name)),
+        url: app.ingress.as_ref().map(|i| names::url_of(&i.host, tls)),
+        dns_url: app.dns.as_ref().map(|d| names::url_of(&d.record_name, tls)),
+        database_id: app.database.as_ref().map(|db| match &db.adopt {
+            Some(a) => a.cluster_identifier.to_ascii_lowercase(),
+            None => names::resource_id(owner, names::MAX_CLUSTER_ID),
+        }),
+        cache_id: app.cache.as_ref().map(|c| match &c.adopt {
+            Some(a) => a.replication_group_id.clone(),
+            None => names::resource_id(owner, names::MAX_GROUP_ID),
+        }),
+        tables: app
+            .dynamodb
+            .iter()
+            .flat_map(|d| &d.tables)
+            .map(|t| TableNames {
+                name: t.name.clone(),
+                table_name: names::table_name(owner, &t.name),
+                env_key: names::env_key(&t.name),
+            })
+            .collect(),
+        bucket: app.static_assets.as_ref().map(|s| {
+            s.bucket
+                .clone()
+                .unwrap_or_else(|| names::default_bucket(owner))
+        }),
+        alarm_prefix: names::alarm_prefix(owner),
+    }
 }
 
 /// The app name as a database name: `-` is not allowed there.

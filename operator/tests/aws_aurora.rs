@@ -274,7 +274,7 @@ async fn cleanup_until_done(aws: &Aws, d: &DesiredCluster) -> Vec<String> {
 async fn cleanup_now(aws: &Aws, d: &DesiredCluster) {
     let mut d = d.clone();
     d.deletion_protection = false;
-    d.deletion_policy = halo::crd_data::DeletionPolicy::Delete;
+    d.deletion_policy = halo::api::data::DeletionPolicy::Delete;
     cleanup_until_done(aws, &d).await;
 }
 
@@ -302,7 +302,7 @@ async fn snapshot_policy_leaves_a_final_snapshot() {
         "shop",
         "    instances: 2\n    deletionProtection: false\n",
     );
-    assert_eq!(d.deletion_policy, halo::crd_data::DeletionPolicy::Snapshot);
+    assert_eq!(d.deletion_policy, halo::api::data::DeletionPolicy::Snapshot);
     converge(&aws, &d).await;
     let id = format!("{ns}-shop");
     let messages = cleanup_until_done(&aws, &d).await;

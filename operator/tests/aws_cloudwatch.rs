@@ -15,9 +15,10 @@ mod aws_support;
 use std::collections::BTreeMap;
 
 use aws_support::{app, manifest, unique};
-use halo::aws::cloudwatch::{self, AlarmInputs, DesiredAlarms, ObservedAlarm};
+use halo::api::storage::AlarmStatus;
+use halo::aws::cloudwatch::{self, DesiredAlarms, ObservedAlarm};
 use halo::aws::{Aws, AwsConfig, TAG_UID, is_read_only};
-use halo::crd_storage::AlarmStatus;
+use halo::aws::{aurora, elasticache};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ops";
 
@@ -32,10 +33,30 @@ fn spec(ns: &str, thresholds: &str) -> String {
 }
 
 fn desired(yaml: &str, recorded: &[AlarmStatus]) -> DesiredAlarms {
-    let inputs = AlarmInputs {
-        health_check_id: Some("abcdef01-2345-6789-abcd-ef0123456789".into()),
-    };
-    cloudwatch::desired(&app(yaml), &AwsConfig::default(), &inputs, recorded).expect("alarms")
+    alarms_of(
+        &app(yaml),
+        Some("abcdef01-2345-6789-abcd-ef0123456789"),
+        recorded,
+    )
+    .expect("alarms")
+}
+
+/// The alarms the AWS plan computes: from the database and cache plans and a health check id.
+fn alarms_of(
+    app: &halo::validate::ValidatedApp,
+    health_check_id: Option<&str>,
+    recorded: &[AlarmStatus],
+) -> Option<DesiredAlarms> {
+    let config = AwsConfig::default();
+    let database = aurora::desired(app, &config);
+    let cache = elasticache::desired(app, &config);
+    cloudwatch::desired(
+        app,
+        database.as_ref(),
+        cache.as_ref(),
+        health_check_id,
+        recorded,
+    )
 }
 
 /// `d` for the same app as `like` (same uid: the tags that prove ownership).
@@ -115,7 +136,7 @@ async fn every_alarm_reads_back_exactly() {
         ),
         &[],
     );
-    let report = cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
+    let report = cloudwatch::ensure(&aws, &d).await.expect("ensure");
     assert_eq!(report.changes.len(), 14);
     let alarms = read_back(&aws, &d.prefix).await;
     let id = format!("{ns}-shop");
@@ -338,7 +359,7 @@ async fn every_alarm_reads_back_exactly() {
     );
 
     let before = aws.calls().snapshot();
-    let again = cloudwatch::ensure(&aws, &d, true).await.expect("again");
+    let again = cloudwatch::ensure(&aws, &d).await.expect("again");
     assert_eq!(again.changes, vec![]);
     let calls = aws.calls().since(&before);
     assert_eq!(
@@ -355,7 +376,7 @@ async fn alarm_states_are_read_back() {
     let aws = aws_support::aws_bridged(AwsConfig::default()).await;
     let ns = unique("t");
     let d = desired(&spec(&ns, "{}"), &[]);
-    cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
+    cloudwatch::ensure(&aws, &d).await.expect("ensure");
     let cw = aws.cloudwatch().await;
     let cpu = format!("{}aurora-cpu", d.prefix);
     let lag = format!("{}cache-replication-lag-002", d.prefix);
@@ -368,7 +389,7 @@ async fn alarm_states_are_read_back() {
             .await
             .expect("set state");
     }
-    let report = cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
+    let report = cloudwatch::ensure(&aws, &d).await.expect("ensure");
     assert_eq!(report.changes, vec![]);
     let states: BTreeMap<&str, &str> = report
         .states
@@ -390,12 +411,10 @@ async fn changes_and_removal() {
     let aws = aws_support::aws_bridged(AwsConfig::default()).await;
     let ns = unique("t");
     let d = desired(&spec(&ns, "{}"), &[]);
-    let first = cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
+    let first = cloudwatch::ensure(&aws, &d).await.expect("ensure");
     let changed = same_app(desired(&spec(&ns, "{databaseCPUPercent: 90}"), &[]), &d);
     let before = aws.calls().snapshot();
-    let report = cloudwatch::ensure(&aws, &changed, true)
-        .await
-        .expect("ensure");
+    let report = cloudwatch::ensure(&aws, &changed).await.expect("ensure");
     assert_eq!(
         report
             .changes
@@ -430,18 +449,10 @@ async fn changes_and_removal() {
 
     // Section removed: the recorded alarms say where to look; all of halo's go.
     let bare = manifest(&ns, "shop", "");
-    let mut removed = cloudwatch::desired(
-        &app(&bare),
-        &AwsConfig::default(),
-        &AlarmInputs::default(),
-        &first.states,
-    )
-    .expect("cleanup pass");
+    let mut removed = alarms_of(&app(&bare), None, &first.states).expect("cleanup pass");
     removed.owner = d.owner.clone();
     removed.tags = d.tags.clone();
-    let report = cloudwatch::ensure(&aws, &removed, false)
-        .await
-        .expect("ensure");
+    let report = cloudwatch::ensure(&aws, &removed).await.expect("ensure");
     assert_eq!(report.states, vec![]);
     assert_eq!(report.changes.len(), 1);
     let left: Vec<String> = read_back(&aws, &d.prefix).await.into_keys().collect();
@@ -454,7 +465,7 @@ async fn alarms_go_with_the_app() {
     let aws = aws_support::aws_bridged(AwsConfig::default()).await;
     let ns = unique("t");
     let d = desired(&spec(&ns, "{}"), &[]);
-    cloudwatch::ensure(&aws, &d, true).await.expect("ensure");
+    cloudwatch::ensure(&aws, &d).await.expect("ensure");
     let report = cloudwatch::cleanup(&aws, &d).await.expect("cleanup");
     assert!(report.done);
     assert_eq!(read_back(&aws, &d.prefix).await.len(), 0);

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_support::{aws, unique};
+use halo::api::HighlyAvailableApp;
 use halo::aws::{Aws, AwsConfig, is_read_only};
 use halo::controller::{Caches, Config, Context, Lookup, reconcile};
-use halo::crd::HighlyAvailableApp;
+use halo::fixtures::merge;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
@@ -43,21 +44,6 @@ struct FakeApi {
     client: Client,
     seen: Arc<Mutex<Vec<Seen>>>,
     app: Arc<Mutex<Value>>,
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 fn fake_api(app: &HighlyAvailableApp) -> FakeApi {
@@ -732,7 +718,7 @@ async fn dns_record_waits_for_the_alb_then_converges_healthy() {
     let hc = dns.health_check_id.clone().expect("health check id");
     assert_eq!(
         dns,
-        halo::crd_dns::DnsStatus {
+        halo::api::dns::DnsStatus {
             hosted_zone_id: zone_id.clone(),
             record_name: record.clone(),
             set_identifier: Some("us-east-1".into()),
@@ -876,7 +862,7 @@ async fn operator(app: &HighlyAvailableApp, aws: Aws, alb: &str) -> Operator {
     }
 }
 
-fn dns_status(app: &HighlyAvailableApp) -> halo::crd_dns::DnsStatus {
+fn dns_status(app: &HighlyAvailableApp) -> halo::api::dns::DnsStatus {
     app.status
         .as_ref()
         .and_then(|s| s.dns.clone())

@@ -13,9 +13,9 @@ mod aws_support;
 use std::collections::BTreeMap;
 
 use aws_support::{Recorder, app, aws, manifest, unique};
+use halo::api::storage::{RetainOrDelete, TableStatus};
 use halo::aws::dynamodb::{self, DesiredTables, TableChange, TablesReport};
 use halo::aws::{Aws, AwsConfig, TAG_UID, is_read_only};
-use halo::crd_storage::{RetainOrDelete, TableStatus};
 
 fn desired(ns: &str, tables: &str, recorded: &[TableStatus]) -> DesiredTables {
     let v = app(&manifest(

@@ -17,13 +17,13 @@ use aws_sdk_route53::types::{
     ResourceRecordSet, RrType, TagResourceType,
 };
 use halo::Error;
+use halo::api::HighlyAvailableApp;
+use halo::api::dns::{DnsSpec, ValidatedDns};
 use halo::aws::ratelimit::{CREATE_HEALTH_CHECK, Limits, Rate, RateLimiter, route53_limits};
 use halo::aws::route53::{
     CallLog, CleanupOutcome, DnsIdentity, DnsOwner, Route53, Target, cleanup, desired, ensure,
     health_status, readiness,
 };
-use halo::crd::HighlyAvailableApp;
-use halo::crd_dns::{DnsSpec, ValidatedDns};
 use halo::meta::Owner;
 use halo::validate::{ValidatedApp, owner_of, validate};
 use tokio::time::Instant;

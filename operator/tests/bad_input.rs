@@ -3,7 +3,8 @@
 //! Here the schema is checked with a JSON Schema validator and the CEL rules with kube's
 //! client-side CEL evaluator; the e2e suite checks the same table against a real API server.
 
-use halo::crd::HighlyAvailableApp;
+use halo::api::HighlyAvailableApp;
+use halo::fixtures::merge;
 use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,21 +15,6 @@ struct Case {
     patch: Value,
     field: String,
     message: String,
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 fn sample() -> Value {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures::{StreamExt, TryStreamExt, stream};
-use halo::crd::HighlyAvailableApp;
+use halo::api::HighlyAvailableApp;
 use halo::render::render;
 use halo::validate::{owner_of, validate};
 use halo_e2e::{audit, sample_app, state_dir};

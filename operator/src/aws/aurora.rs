@@ -20,13 +20,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{DbCluster, DbInstance, Filter, Tag};
 
+use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness, TAG_UID,
     final_snapshot_id, is_code, is_transitional, ownership, ownership_tags, reason_for_status,
-    reasons, resource_id, short_hash,
+    reasons, short_hash,
 };
-use crate::crd_data::DeletionPolicy;
+use crate::api::data::DeletionPolicy;
 use crate::meta::Owner;
+use crate::observed::AwsView;
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
 
@@ -34,8 +36,7 @@ use crate::{Error, Result};
 pub const KIND: &str = "Aurora cluster";
 /// RDS identifiers are at most 63 characters.
 const MAX_ID: usize = 63;
-/// Longest cluster identifier halo generates: room for `-NN` instance suffixes.
-pub const MAX_CLUSTER_ID: usize = 60;
+pub use crate::names::MAX_CLUSTER_ID;
 /// Master user of clusters halo creates; RDS keeps its password in Secrets Manager.
 pub const MASTER_USERNAME: &str = "haloadmin";
 /// Failover priority of every instance halo creates (0 is the highest, 15 the lowest).
@@ -70,10 +71,8 @@ pub struct DesiredCluster {
 /// The cluster the app's `spec.database` asks for; `None` without one.
 pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredCluster> {
     let db = app.database.as_ref()?;
-    let (id, adopted) = match &db.adopt {
-        Some(a) => (a.cluster_identifier.to_ascii_lowercase(), true),
-        None => (resource_id(&app.owner, MAX_CLUSTER_ID), false),
-    };
+    let id = app.names.database_id.clone()?;
+    let adopted = db.adopt.is_some();
     let mut security_groups: Vec<String> = match &db.security_group_ids {
         Some(ids) => ids.iter().map(|s| s.0.clone()).collect(),
         None => config.db_security_groups.clone(),
@@ -497,9 +496,9 @@ pub fn readiness(desired: &DesiredCluster, report: &DatabaseReport) -> Readiness
 }
 
 /// The endpoints the app connects to.
-pub fn endpoints(report: &DatabaseReport) -> crate::crd_data::DatabaseEndpoints {
+pub fn endpoints(report: &DatabaseReport) -> crate::api::data::DatabaseEndpoints {
     let c = &report.cluster;
-    crate::crd_data::DatabaseEndpoints {
+    crate::api::data::DatabaseEndpoints {
         cluster_identifier: Some(c.id.clone()),
         writer: c.writer_endpoint.clone(),
         reader: c.reader_endpoint.clone(),
@@ -915,10 +914,32 @@ pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
     Ok(done(message, changes))
 }
 
+/// Aurora through the SDK backend.
+pub struct Aurora<'a>(pub &'a Aws);
+
+impl Service for Aurora<'_> {
+    type Desired = DesiredCluster;
+    type View = AwsView<crate::api::data::DatabaseEndpoints>;
+
+    async fn ensure(&self, d: &DesiredCluster) -> Outcome<Self::View> {
+        Outcome::seen(Box::pin(ensure(self.0, d)).await.map(|report| {
+            let view = AwsView::Seen {
+                readiness: readiness(d, &report),
+                endpoints: endpoints(&report),
+            };
+            (view, report.changes)
+        }))
+    }
+
+    async fn cleanup(&self, d: &DesiredCluster) -> Outcome<Self::View> {
+        Outcome::cleaned(Box::pin(cleanup(self.0, d)).await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::validated;
+    use crate::fixtures::validated;
 
     const DB_APP: &str = r#"
 apiVersion: halo.dev/v1alpha1
@@ -965,13 +986,7 @@ spec:
         assert_eq!(d.final_snapshot_id, "shop-shop-web-final-uid1");
         assert_eq!(d.zones, vec!["us-east-1a", "us-east-1b", "us-east-1c"]);
         assert_eq!(d.tags[2], ("halo.dev/uid".into(), "uid-1".into()));
-        assert!(
-            desired(
-                &validated(crate::render::fixtures::SMALL),
-                &AwsConfig::default()
-            )
-            .is_none()
-        );
+        assert!(desired(&validated(crate::fixtures::SMALL), &AwsConfig::default()).is_none());
     }
 
     /// Operator defaults fill subnet group and security groups the spec leaves out.

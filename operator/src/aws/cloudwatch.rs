@@ -28,25 +28,22 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
 
-use super::{
-    Aws, AwsConfig, Change, Ownership, aurora, dynamodb, elasticache, ownership, ownership_tags,
-};
-use crate::crd_storage::{AlarmStatus, AlarmsSpec};
+use super::aurora::DesiredCluster;
+use super::elasticache::DesiredGroup;
+use super::service::{Outcome, Service};
+use super::{Aws, Change, Ownership, ownership, ownership_tags};
+use crate::api::storage::{AlarmStatus, AlarmsSpec};
 use crate::meta::Owner;
+use crate::observed::{AwsView, Readiness};
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
 
 /// Region of the Route 53 health check metrics.
+pub use crate::names::alarm_prefix as prefix;
+
 pub const ROUTE53_METRICS_REGION: &str = "us-east-1";
 /// Most pages of DescribeAlarms read per region (100 alarms each).
 const MAX_PAGES: usize = 10;
-
-/// Inputs halo learns elsewhere than the spec.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AlarmInputs {
-    /// The Route 53 health check of the app's record, once the DNS step knows it.
-    pub health_check_id: Option<String>,
-}
 
 /// One alarm halo wants.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,11 +76,21 @@ pub struct DesiredAlarms {
     /// Regions to look in: the operator's (`None`) and any other an alarm lives or lived in.
     pub regions: Vec<Option<&'static str>>,
     pub tags: Vec<(String, String)>,
+    /// The section is present and enabled (`AlarmsOK` says "disabled" otherwise).
+    pub enabled: bool,
+    /// The Route 53 health check alarm's slot.
+    pub route53: Route53Alarm,
 }
 
-/// `halo/<namespace>/<app>/`: every alarm of the app starts with it.
-pub fn prefix(owner: &Owner) -> String {
-    format!("halo/{}/{}/", owner.namespace, owner.name)
+/// Whether the app wants a Route 53 health check alarm, and where its actions go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route53Alarm {
+    /// The app has an ingress (and so, with DNS, a health check to watch).
+    pub wanted: bool,
+    /// The status records one (its region must be looked at, to delete it).
+    pub recorded: bool,
+    /// The SNS topics in the alarm's region.
+    pub actions: Vec<String>,
 }
 
 fn arn_region(arn: &str) -> Option<&str> {
@@ -141,11 +148,12 @@ const LT: &str = "LessThanThreshold";
 /// there is nothing to do.
 pub fn desired(
     app: &ValidatedApp,
-    config: &AwsConfig,
-    inputs: &AlarmInputs,
+    database: Option<&DesiredCluster>,
+    cache: Option<&DesiredGroup>,
+    health_check_id: Option<&str>,
     recorded: &[AlarmStatus],
 ) -> Option<DesiredAlarms> {
-    let prefix = prefix(&app.owner);
+    let prefix = app.names.alarm_prefix.clone();
     let recorded_route53 = recorded
         .iter()
         .any(|a| a.name.ends_with("/route53-health-check"));
@@ -154,18 +162,22 @@ pub fn desired(
         if recorded.is_empty() {
             return None;
         }
-        let mut regions = vec![None];
-        if recorded_route53 {
-            regions.push(Some(ROUTE53_METRICS_REGION));
-        }
-        return Some(DesiredAlarms {
+        let mut d = DesiredAlarms {
             owner: app.owner.clone(),
             prefix,
             alarms: vec![],
             skipped: vec![],
-            regions,
+            regions: vec![None],
             tags: ownership_tags(&app.owner),
-        });
+            enabled: false,
+            route53: Route53Alarm {
+                wanted: false,
+                recorded: recorded_route53,
+                actions: vec![],
+            },
+        };
+        d.set_health_check(None);
+        return Some(d);
     };
     let actions: Vec<String> = spec.sns_topic_arn.iter().cloned().collect();
     let mut b = Builder {
@@ -176,7 +188,7 @@ pub fn desired(
     let mut skipped = Vec::new();
     let t = &spec.thresholds;
     add_alb(app, spec, &mut b, &mut skipped);
-    if let Some(db) = aurora::desired(app, config) {
+    if let Some(db) = database {
         let id = db.id.as_str();
         let dims = [("DBClusterIdentifier", id)];
         b.add(
@@ -221,7 +233,7 @@ pub fn desired(
             );
         }
     }
-    if let Some(cache) = elasticache::desired(app, config) {
+    if let Some(cache) = cache {
         for i in 1..=cache.replicas + 1 {
             let node = format!("{}-{i:03}", cache.id);
             let dims = [("CacheClusterId", node.as_str())];
@@ -271,9 +283,9 @@ pub fn desired(
             }
         }
     }
-    if let Some(tables) = &app.dynamodb {
-        for table in &tables.tables {
-            let name = dynamodb::table_name(&app.owner, &table.name);
+    if app.dynamodb.is_some() {
+        for table in &app.names.tables {
+            let name = table.table_name.clone();
             let dims = [("TableName", name.as_str())];
             for (what, metric) in [
                 ("read", "ReadThrottleEvents"),
@@ -296,49 +308,72 @@ pub fn desired(
             }
         }
     }
-    let mut regions = vec![None];
-    if app.ingress.is_some() && inputs.health_check_id.is_some() {
-        let id = inputs.health_check_id.clone().unwrap_or_default();
-        // Alarm actions must be in the alarm's region.
-        let actions: Vec<String> = actions
-            .iter()
-            .filter(|a| arn_region(a) == Some(ROUTE53_METRICS_REGION))
-            .cloned()
-            .collect();
-        b.alarms.push(DesiredAlarm {
-            name: format!("{prefix}route53-health-check"),
-            region: Some(ROUTE53_METRICS_REGION),
-            namespace: "AWS/Route53",
-            metric: "HealthCheckStatus",
-            dimensions: vec![("HealthCheckId".into(), id.clone())],
-            statistic: "Minimum",
-            period: 60,
-            evaluation_periods: 3,
-            datapoints_to_alarm: 3,
-            threshold: 1.0,
-            comparison: LT,
-            treat_missing_data: "breaching",
-            description: format!("Route 53 health check {id} reports the app unhealthy"),
-            actions,
-        });
-        regions.push(Some(ROUTE53_METRICS_REGION));
-    } else if recorded_route53 {
-        regions.push(Some(ROUTE53_METRICS_REGION));
-    }
-    if app.ingress.is_some() && inputs.health_check_id.is_none() {
-        skipped.push(
-            "route53-health-check: the Route 53 health check id is not known yet".to_string(),
-        );
-    }
+    // Alarm actions must be in the alarm's region.
+    let route53_actions: Vec<String> = actions
+        .iter()
+        .filter(|a| arn_region(a) == Some(ROUTE53_METRICS_REGION))
+        .cloned()
+        .collect();
     let alarms = b.alarms;
-    Some(DesiredAlarms {
+    let mut d = DesiredAlarms {
         owner: app.owner.clone(),
         prefix,
         alarms,
         skipped,
-        regions,
+        regions: vec![None],
         tags: ownership_tags(&app.owner),
-    })
+        enabled: true,
+        route53: Route53Alarm {
+            wanted: app.ingress.is_some(),
+            recorded: recorded_route53,
+            actions: route53_actions,
+        },
+    };
+    d.set_health_check(health_check_id);
+    Some(d)
+}
+
+/// Name suffix of the Route 53 health check alarm.
+const ROUTE53_ALARM: &str = "route53-health-check";
+
+impl DesiredAlarms {
+    /// Sets the Route 53 health check alarm to watch `health_check_id` (known once the DNS
+    /// step wrote the check), or records why it cannot exist yet. Pure.
+    pub fn set_health_check(&mut self, health_check_id: Option<&str>) {
+        let name = format!("{}{ROUTE53_ALARM}", self.prefix);
+        self.alarms.retain(|a| a.name != name);
+        self.skipped
+            .retain(|s| !s.starts_with(&format!("{ROUTE53_ALARM}:")));
+        self.regions.retain(Option::is_none);
+        match health_check_id {
+            Some(id) if self.route53.wanted => {
+                self.alarms.push(DesiredAlarm {
+                    name,
+                    region: Some(ROUTE53_METRICS_REGION),
+                    namespace: "AWS/Route53",
+                    metric: "HealthCheckStatus",
+                    dimensions: vec![("HealthCheckId".into(), id.to_string())],
+                    statistic: "Minimum",
+                    period: 60,
+                    evaluation_periods: 3,
+                    datapoints_to_alarm: 3,
+                    threshold: 1.0,
+                    comparison: LT,
+                    treat_missing_data: "breaching",
+                    description: format!("Route 53 health check {id} reports the app unhealthy"),
+                    actions: self.route53.actions.clone(),
+                });
+                self.regions.push(Some(ROUTE53_METRICS_REGION));
+            }
+            _ if self.route53.recorded => self.regions.push(Some(ROUTE53_METRICS_REGION)),
+            _ => {}
+        }
+        if self.route53.wanted && health_check_id.is_none() {
+            self.skipped.push(format!(
+                "{ROUTE53_ALARM}: the Route 53 health check id is not known yet"
+            ));
+        }
+    }
 }
 
 fn add_alb(app: &ValidatedApp, spec: &AlarmsSpec, b: &mut Builder<'_>, skipped: &mut Vec<String>) {
@@ -636,7 +671,8 @@ async fn delete(aws: &Aws, cw: &aws_sdk_cloudwatch::Client, names: Vec<String>) 
 
 /// Puts the alarms that differ, deletes the app's alarms no longer wanted, and reads back the
 /// states. Alarms with the app's prefix but another owner's tags are never touched.
-pub async fn ensure(aws: &Aws, d: &DesiredAlarms, enabled: bool) -> Result<AlarmsReport> {
+pub async fn ensure(aws: &Aws, d: &DesiredAlarms) -> Result<AlarmsReport> {
+    let enabled = d.enabled;
     let mut report = AlarmsReport {
         skipped: d.skipped.clone(),
         enabled,
@@ -717,9 +753,10 @@ fn not_owned(name: &str) -> Error {
 pub async fn cleanup(aws: &Aws, d: &DesiredAlarms) -> Result<super::CleanupReport> {
     let empty = DesiredAlarms {
         alarms: vec![],
+        enabled: false,
         ..d.clone()
     };
-    let report = ensure(aws, &empty, false).await?;
+    let report = ensure(aws, &empty).await?;
     Ok(super::CleanupReport {
         done: true,
         message: "CloudWatch alarms deleted".into(),
@@ -727,10 +764,38 @@ pub async fn cleanup(aws: &Aws, d: &DesiredAlarms) -> Result<super::CleanupRepor
     })
 }
 
+/// CloudWatch alarms through the SDK backend. Their readiness is `AlarmsOK`.
+pub struct Alarms<'a>(pub &'a Aws);
+
+impl Service for Alarms<'_> {
+    type Desired = DesiredAlarms;
+    type View = AwsView<Vec<AlarmStatus>>;
+
+    async fn ensure(&self, d: &DesiredAlarms) -> Outcome<Self::View> {
+        Outcome::seen(Box::pin(ensure(self.0, d)).await.map(|report| {
+            let (ready, reason, message) = condition(&report);
+            let view = AwsView::Seen {
+                readiness: Readiness {
+                    ready,
+                    reason,
+                    message,
+                    busy: false,
+                },
+                endpoints: report.states,
+            };
+            (view, report.changes)
+        }))
+    }
+
+    async fn cleanup(&self, d: &DesiredAlarms) -> Outcome<Self::View> {
+        Outcome::cleaned(Box::pin(cleanup(self.0, d)).await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::validated;
+    use crate::fixtures::validated;
 
     const APP: &str = r#"
 apiVersion: halo.dev/v1alpha1
@@ -749,6 +814,47 @@ spec:
     thresholds: {databaseCPUPercent: 70}
 "#;
 
+    /// The alarms of `app`, with the database and cache plans the AWS plan would pass.
+    fn plan(
+        app: &ValidatedApp,
+        health_check_id: Option<&str>,
+        recorded: &[AlarmStatus],
+    ) -> Option<DesiredAlarms> {
+        let config = crate::aws::AwsConfig::default();
+        let database = crate::aws::aurora::desired(app, &config);
+        let cache = crate::aws::elasticache::desired(app, &config);
+        desired(
+            app,
+            database.as_ref(),
+            cache.as_ref(),
+            health_check_id,
+            recorded,
+        )
+    }
+
+    /// A health check written after the plan replaces the alarm's check, once, and the
+    /// "not known yet" note goes.
+    #[test]
+    fn a_new_health_check_replaces_the_alarms_check() {
+        let mut d = plan(&validated(APP), None, &[]).expect("alarms");
+        let before = d.alarms.len();
+        d.set_health_check(Some("hc-1"));
+        d.set_health_check(Some("hc-2"));
+        assert_eq!(d.alarms.len(), before + 1);
+        let r53 = d.alarms.last().expect("alarm");
+        assert_eq!(
+            r53.dimensions,
+            vec![("HealthCheckId".to_string(), "hc-2".to_string())]
+        );
+        assert_eq!(
+            d.skipped,
+            vec![
+                "alb-unhealthy-hosts: waiting for alarms.targetGroupArnSuffix (ALB counts hosts per target group)"
+            ]
+        );
+        assert_eq!(d.regions, vec![None, Some("us-east-1")]);
+    }
+
     fn names(d: &DesiredAlarms) -> Vec<String> {
         d.alarms
             .iter()
@@ -759,13 +865,7 @@ spec:
     /// Every managed part gets its alarms; what halo cannot know yet is skipped with a reason.
     #[test]
     fn alarms_for_every_managed_part() {
-        let d = desired(
-            &validated(APP),
-            &AwsConfig::default(),
-            &AlarmInputs::default(),
-            &[],
-        )
-        .expect("alarms");
+        let d = plan(&validated(APP), None, &[]).expect("alarms");
         assert_eq!(d.prefix, "halo/shop/web/");
         assert_eq!(
             names(&d),
@@ -808,10 +908,7 @@ spec:
     /// The Route 53 alarm lives in us-east-1 and gets only a topic of that region.
     #[test]
     fn route53_alarm_in_us_east_1() {
-        let inputs = AlarmInputs {
-            health_check_id: Some("abcdef01-2345".into()),
-        };
-        let d = desired(&validated(APP), &AwsConfig::default(), &inputs, &[]).expect("alarms");
+        let d = plan(&validated(APP), Some("abcdef01-2345"), &[]).expect("alarms");
         let r53 = d.alarms.last().expect("alarm");
         assert_eq!(r53.name, "halo/shop/web/route53-health-check");
         assert_eq!(r53.region, Some("us-east-1"));
@@ -827,22 +924,13 @@ spec:
     /// nothing to do.
     #[test]
     fn removed_section_deletes() {
-        let bare = validated(crate::render::fixtures::SMALL);
-        assert_eq!(
-            desired(&bare, &AwsConfig::default(), &AlarmInputs::default(), &[]),
-            None
-        );
+        let bare = validated(crate::fixtures::SMALL);
+        assert_eq!(plan(&bare, None, &[]), None);
         let recorded = [AlarmStatus {
             name: "halo/default/web/route53-health-check".into(),
             state: "OK".into(),
         }];
-        let d = desired(
-            &bare,
-            &AwsConfig::default(),
-            &AlarmInputs::default(),
-            &recorded,
-        )
-        .expect("cleanup pass");
+        let d = plan(&bare, None, &recorded).expect("cleanup pass");
         assert!(d.alarms.is_empty());
         assert_eq!(d.regions, vec![None, Some("us-east-1")]);
     }
@@ -850,13 +938,7 @@ spec:
     /// The same settings compare equal; a changed threshold does not.
     #[test]
     fn compare_detects_threshold_changes() {
-        let d = desired(
-            &validated(APP),
-            &AwsConfig::default(),
-            &AlarmInputs::default(),
-            &[],
-        )
-        .expect("alarms");
+        let d = plan(&validated(APP), None, &[]).expect("alarms");
         let a = &d.alarms[1];
         let o = ObservedAlarm {
             name: a.name.clone(),

@@ -18,22 +18,24 @@ use aws_sdk_dynamodb::types::{
     TableDescription, Tag,
 };
 
+use super::service::error_view;
+use super::service::{Outcome, Service};
 use super::{
     Aws, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, build_error, is_code, ownership,
-    ownership_tags, reasons, resource_id,
+    ownership_tags, reasons,
 };
-use crate::crd_storage::{BillingMode, KeyAttribute, RetainOrDelete, TableStatus};
+use crate::api::storage::{BillingMode, KeyAttribute, RetainOrDelete, TableStatus};
 use crate::meta::Owner;
+use crate::observed::AwsView;
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
 
 /// What the resource is called in messages.
+pub use crate::names::{env_key, table_name};
+
 pub const KIND: &str = "DynamoDB table";
 /// Tag naming the table's name in the spec.
 pub const TAG_TABLE: &str = "halo.dev/table";
-/// Room left for `-<name>` in a table name (DynamoDB allows 255 characters).
-const MAX_PREFIX: usize = 180;
-
 /// One table halo wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredTable {
@@ -61,11 +63,6 @@ pub struct DesiredTables {
     pub owner: Owner,
     pub tables: Vec<DesiredTable>,
     pub removed: Vec<TableStatus>,
-}
-
-/// The DynamoDB name of the app's table `name`: `<namespace>-<app>-<name>`.
-pub fn table_name(owner: &Owner, name: &str) -> String {
-    format!("{}-{name}", resource_id(owner, MAX_PREFIX))
 }
 
 /// The tables the app's `spec.dynamodb` asks for, plus the recorded ones it no longer lists;
@@ -415,21 +412,6 @@ pub fn readiness(report: &TablesReport) -> super::Readiness {
         },
         busy: false,
     }
-}
-
-/// The Secret key of a table: `DYNAMODB_TABLE_<NAME>`, `-` as `_`.
-pub fn env_key(name: &str) -> String {
-    let upper: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("DYNAMODB_TABLE_{upper}")
 }
 
 fn sdk_tags(tags: &[(String, String)]) -> Result<Vec<Tag>> {
@@ -863,10 +845,62 @@ pub async fn cleanup(aws: &Aws, d: &DesiredTables) -> (Vec<CleanupReport>, Vec<E
     (reports, errors)
 }
 
+/// DynamoDB through the SDK backend: every table of the plan, each with its own outcome.
+pub struct Tables<'a>(pub &'a Aws);
+
+impl Service for Tables<'_> {
+    type Desired = DesiredTables;
+    type View = AwsView<Vec<TableStatus>>;
+
+    async fn ensure(&self, d: &DesiredTables) -> Outcome<Self::View> {
+        let report = Box::pin(ensure(self.0, d)).await;
+        // One table's failure does not hide the others: their records and readiness stand.
+        let throttled_only =
+            !report.errors.is_empty() && report.errors.iter().all(Error::is_throttled);
+        let view = if throttled_only {
+            AwsView::Throttled
+        } else {
+            AwsView::Seen {
+                readiness: readiness(&report),
+                endpoints: report.records(d),
+            }
+        };
+        Outcome {
+            view: Some(view),
+            changes: report.changes,
+            errors: report.errors,
+            done: true,
+        }
+    }
+
+    async fn cleanup(&self, d: &DesiredTables) -> Outcome<Self::View> {
+        let (reports, errors) = Box::pin(cleanup(self.0, d)).await;
+        let mut out = Outcome::default();
+        let mut messages = Vec::new();
+        for r in reports {
+            out.done &= r.done;
+            out.changes.extend(r.changes);
+            messages.push(r.message);
+        }
+        out.view = Some(match errors.first() {
+            Some(e) => {
+                out.done = false;
+                error_view(e)
+            }
+            None => AwsView::Unseen {
+                reason: reasons::DELETING,
+                message: messages.join("; "),
+            },
+        });
+        out.errors = errors;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::validated;
+    use crate::fixtures::validated;
 
     const APP: &str = r#"
 apiVersion: halo.dev/v1alpha1
@@ -959,7 +993,7 @@ spec:
                 ..record.clone()
             }]
         );
-        let bare = validated(crate::render::fixtures::SMALL);
+        let bare = validated(crate::fixtures::SMALL);
         assert_eq!(desired(&bare, &[]), None);
         assert_eq!(desired(&bare, &[record]).map(|d| d.removed.len()), Some(1));
     }

@@ -12,20 +12,21 @@ use std::collections::BTreeSet;
 
 use aws_sdk_elasticache::types::{ReplicationGroup, Tag};
 
+use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness,
     final_snapshot_id, is_code, is_transitional, ownership, ownership_tags, reason_for_status,
-    reasons, resource_id,
+    reasons,
 };
-use crate::crd_data::DeletionPolicy;
+use crate::api::data::DeletionPolicy;
 use crate::meta::Owner;
+use crate::observed::AwsView;
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
 
 /// What the resource is called in messages.
 pub const KIND: &str = "ElastiCache replication group";
-/// Replication group ids are at most 40 characters.
-pub const MAX_GROUP_ID: usize = 40;
+pub use crate::names::MAX_GROUP_ID;
 /// Most pages a search by description reads (100 groups each).
 const MAX_SEARCH_PAGES: usize = 20;
 
@@ -68,10 +69,8 @@ pub fn description(owner: &Owner) -> String {
 /// The replication group the app's `spec.cache` asks for; `None` without one.
 pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredGroup> {
     let cache = app.cache.as_ref()?;
-    let (id, adopted) = match &cache.adopt {
-        Some(a) => (a.replication_group_id.clone(), true),
-        None => (resource_id(&app.owner, MAX_GROUP_ID), false),
-    };
+    let id = app.names.cache_id.clone()?;
+    let adopted = cache.adopt.is_some();
     let mut security_groups: Vec<String> = match &cache.security_group_ids {
         Some(ids) => ids.iter().map(|s| s.0.clone()).collect(),
         None => config.cache_security_groups.clone(),
@@ -356,9 +355,9 @@ fn strip_kind(message: &str, id: &str) -> String {
 
 /// The endpoints the app connects to. Without a reader endpoint reads go to the primary,
 /// which is always correct.
-pub fn endpoints(report: &CacheReport) -> crate::crd_data::CacheEndpoints {
+pub fn endpoints(report: &CacheReport) -> crate::api::data::CacheEndpoints {
     let g = &report.group;
-    crate::crd_data::CacheEndpoints {
+    crate::api::data::CacheEndpoints {
         replication_group_id: Some(g.id.clone()),
         primary: g.primary_endpoint.clone(),
         reader: g
@@ -713,10 +712,32 @@ pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
     ))
 }
 
+/// ElastiCache through the SDK backend.
+pub struct ElastiCache<'a>(pub &'a Aws);
+
+impl Service for ElastiCache<'_> {
+    type Desired = DesiredGroup;
+    type View = AwsView<crate::api::data::CacheEndpoints>;
+
+    async fn ensure(&self, d: &DesiredGroup) -> Outcome<Self::View> {
+        Outcome::seen(Box::pin(ensure(self.0, d)).await.map(|report| {
+            let view = AwsView::Seen {
+                readiness: readiness(d, &report),
+                endpoints: endpoints(&report),
+            };
+            (view, report.changes)
+        }))
+    }
+
+    async fn cleanup(&self, d: &DesiredGroup) -> Outcome<Self::View> {
+        Outcome::cleaned(Box::pin(cleanup(self.0, d)).await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::validated;
+    use crate::fixtures::validated;
 
     const CACHE_APP: &str = r#"
 apiVersion: halo.dev/v1alpha1

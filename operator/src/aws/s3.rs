@@ -20,23 +20,26 @@ use aws_sdk_s3::types::{
     Tag, Tagging, VersioningConfiguration,
 };
 
+use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness, build_error,
-    is_code, ownership, ownership_tags, reasons, resource_id, short_hash,
+    is_code, ownership, ownership_tags, reasons, short_hash,
 };
-use crate::crd_storage::RetainOrDelete;
+use crate::api::storage::RetainOrDelete;
+use crate::api::storage::StaticAssetsStatus;
 use crate::meta::Owner;
+use crate::observed::AwsView;
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
 
 /// What the resource is called in messages.
+pub use crate::names::{MAX_BUCKET, default_bucket};
+
 pub const KIND: &str = "S3 bucket";
 /// Id of halo's lifecycle rule; other rules on the bucket are left as they are.
 pub const LIFECYCLE_RULE_ID: &str = "halo-expire-noncurrent-versions";
 /// Id of halo's replication rule.
 pub const REPLICATION_RULE_ID: &str = "halo-replicate-all";
-/// S3 bucket names are at most 63 characters.
-const MAX_BUCKET: usize = 63;
 /// Most object versions deleted per reconcile when emptying a bucket (1000 per request).
 const MAX_EMPTY_PAGES: usize = 20;
 
@@ -63,14 +66,6 @@ pub struct DesiredBucket {
     pub tags: Vec<(String, String)>,
 }
 
-/// The default bucket name: `<namespace>-<app>-assets`.
-pub fn default_bucket(owner: &Owner) -> String {
-    format!(
-        "{}-assets",
-        resource_id(owner, MAX_BUCKET - "-assets".len())
-    )
-}
-
 /// The default replica bucket name: the source's with `-<region>`, hashed when too long.
 pub fn default_replica_bucket(source: &str, region: &str) -> String {
     let plain = format!("{source}-{region}");
@@ -86,10 +81,7 @@ pub fn default_replica_bucket(source: &str, region: &str) -> String {
 /// The bucket the app's `spec.staticAssets` asks for; `None` without one.
 pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredBucket> {
     let s = app.static_assets.as_ref()?;
-    let bucket = s
-        .bucket
-        .clone()
-        .unwrap_or_else(|| default_bucket(&app.owner));
+    let bucket = app.names.bucket.clone()?;
     let replica = s.replicate_to.as_ref().map(|r| ReplicaBucket {
         region: r.region.0.clone(),
         bucket: r
@@ -889,10 +881,36 @@ pub async fn cleanup(aws: &Aws, d: &DesiredBucket) -> Result<CleanupReport> {
     Ok(report)
 }
 
+/// S3 through the SDK backend.
+pub struct Bucket<'a>(pub &'a Aws);
+
+impl Service for Bucket<'_> {
+    type Desired = DesiredBucket;
+    type View = AwsView<StaticAssetsStatus>;
+
+    async fn ensure(&self, d: &DesiredBucket) -> Outcome<Self::View> {
+        Outcome::seen(Box::pin(ensure(self.0, d)).await.map(|report| {
+            let view = AwsView::Seen {
+                readiness: readiness(d, &report),
+                endpoints: StaticAssetsStatus {
+                    bucket: report.bucket.clone(),
+                    region: report.region.clone(),
+                    replica_bucket: report.replica.as_ref().map(|r| r.bucket.clone()),
+                },
+            };
+            (view, report.changes)
+        }))
+    }
+
+    async fn cleanup(&self, d: &DesiredBucket) -> Outcome<Self::View> {
+        Outcome::cleaned(Box::pin(cleanup(self.0, d)).await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::validated;
+    use crate::fixtures::validated;
 
     const APP: &str = r#"
 apiVersion: halo.dev/v1alpha1

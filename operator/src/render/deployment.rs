@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use std::collections::BTreeMap;
 
-use super::secret::{connection_secret_name, has_connection};
 use super::{CONTAINER_NAME, PORT_NAME};
 use crate::meta::{
     CONNECTION_CHECKSUM_ANNOTATION, HOSTNAME_LABEL, ZONE_LABEL, common_labels, selector_labels,
@@ -152,10 +151,10 @@ fn container(app: &ValidatedApp) -> Container {
 /// The connection Secret first, so the user's own `envFrom` and `env` can override its keys.
 fn env_from(app: &ValidatedApp) -> Option<Vec<EnvFromSource>> {
     let mut sources = Vec::new();
-    if has_connection(app) {
+    if let Some(secret) = &app.names.connection_secret {
         sources.push(EnvFromSource {
             secret_ref: Some(SecretEnvSource {
-                name: connection_secret_name(&app.owner.name),
+                name: secret.clone(),
                 optional: Some(false),
             }),
             ..EnvFromSource::default()
@@ -245,7 +244,7 @@ fn div_ceil(a: i32, b: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, SMALL, validated};
+    use crate::fixtures::{FULL, SMALL, validated};
 
     fn pod(d: &Deployment) -> PodSpec {
         d.spec

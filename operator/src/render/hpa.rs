@@ -47,7 +47,7 @@ pub fn hpa(app: &ValidatedApp) -> Option<HorizontalPodAutoscaler> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, SMALL, validated};
+    use crate::fixtures::{FULL, SMALL, validated};
 
     /// The autoscaler scales the app's own Deployment within the declared bounds on CPU.
     #[test]

@@ -129,39 +129,10 @@ fn alb_host(load_balancer: &str) -> Option<String> {
     valid.then_some(host)
 }
 
-/// The URL users reach the app at.
-pub fn url(app: &ValidatedApp) -> Option<String> {
-    let spec = app.ingress.as_ref()?;
-    let scheme = if spec.certificate_arn.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{}", spec.host))
-}
-
-/// The URL of the app's Route 53 record (`https://` with a certificate).
-pub fn dns_url(app: &ValidatedApp) -> Option<String> {
-    let dns = app.dns.as_ref()?;
-    let scheme = if app
-        .ingress
-        .as_ref()
-        .is_some_and(|i| i.certificate_arn.is_some())
-    {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!(
-        "{scheme}://{}",
-        dns.record_name.trim_end_matches('.')
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, SMALL, validated};
+    use crate::fixtures::{FULL, SMALL, validated};
 
     /// Every ALB setting the user declared reaches the AWS Load Balancer Controller.
     #[test]
@@ -208,7 +179,7 @@ mod tests {
         assert_eq!(backend.name, "shop");
         assert_eq!(backend.port.and_then(|p| p.name).as_deref(), Some("http"));
         assert_eq!(
-            url(&validated(FULL)).as_deref(),
+            validated(FULL).names.url.as_deref(),
             Some("https://shop.example.com")
         );
     }
@@ -222,8 +193,9 @@ mod tests {
             i.ssl_redirect = false;
             i.group_name = None;
             i.waf_acl_arn = None;
-            i.scheme = crate::crd::Scheme::Internal;
+            i.scheme = crate::api::Scheme::Internal;
         }
+        app.names = crate::validate::resolve_names(&app);
         let a = ingress(&app)
             .and_then(|i| i.metadata.annotations)
             .expect("annotations");
@@ -248,14 +220,14 @@ mod tests {
                 "{absent} must be absent"
             );
         }
-        assert_eq!(url(&app).as_deref(), Some("http://shop.example.com"));
+        assert_eq!(app.names.url.as_deref(), Some("http://shop.example.com"));
     }
 
     /// No ingress section, no Ingress.
     #[test]
     fn no_ingress_section_means_no_ingress() {
         assert_eq!(ingress(&validated(SMALL)), None);
-        assert_eq!(url(&validated(SMALL)), None);
+        assert_eq!(validated(SMALL).names.url, None);
     }
 
     const ALB: &str = "k8s-default-shop-0a1b2c3d4e-123456789.us-east-1.elb.amazonaws.com";
@@ -264,7 +236,7 @@ mod tests {
     /// exactly the health path for that host to the app, and nothing else.
     #[test]
     fn route53_health_checks_reach_the_app_through_the_alb_hostname() {
-        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        let app = crate::fixtures::validated_in(crate::fixtures::DNS, "us-east-1");
         let rules = |lb: Option<&str>| -> Vec<(String, String, String)> {
             ingress_for(&app, lb)
                 .and_then(|i| i.spec)
@@ -306,6 +278,9 @@ mod tests {
             .and_then(|s| s.rules)
             .map(|r| r.len());
         assert_eq!(n, Some(1));
-        assert_eq!(dns_url(&app).as_deref(), Some("http://shop.example.com"));
+        assert_eq!(
+            app.names.dns_url.as_deref(),
+            Some("http://shop.example.com")
+        );
     }
 }

@@ -88,42 +88,15 @@ impl Children {
 }
 
 #[cfg(test)]
-pub(crate) mod fixtures {
-    use crate::crd::HighlyAvailableApp;
-    use crate::validate::{ValidatedApp, owner_of, validate};
-
-    pub const FULL: &str = include_str!("../../../config/samples/full.yaml");
-    pub const SMALL: &str = include_str!("../../../config/samples/small.yaml");
-    pub const DNS: &str = include_str!("../../../config/samples/dns.yaml");
-
-    pub fn app(yaml: &str) -> HighlyAvailableApp {
-        serde_saphyr::from_str(yaml).expect("fixture parses")
-    }
-
-    pub fn validated(yaml: &str) -> ValidatedApp {
-        let app = app(yaml);
-        let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
-        validate(&app, owner).expect("fixture validates")
-    }
-
-    /// Validated for an operator in `region` (the default DNS set identifier).
-    pub fn validated_in(yaml: &str, region: &str) -> ValidatedApp {
-        let app = app(yaml);
-        let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
-        crate::validate::validate_in(&app, owner, Some(region)).expect("fixture validates")
-    }
-}
-
-#[cfg(test)]
 mod no_panic {
     use super::*;
-    use crate::crd::{Autoscaling, HighlyAvailableApp, IngressSpec, Scheme, ZoneName};
+    use crate::api::{Autoscaling, HighlyAvailableApp, IngressSpec, Scheme, ZoneName};
     use crate::validate::{owner_of, validate};
 
     /// Render never panics on any spec the schema admits: a sweep over the schema's bounds.
     #[test]
     fn render_survives_the_schema_bounds() {
-        let base = fixtures::app(fixtures::SMALL);
+        let base = crate::fixtures::app(crate::fixtures::SMALL);
         let mut rendered = 0;
         for replicas in [1, 2, 3, 10_000] {
             for min_zones in [1, 3, 6] {

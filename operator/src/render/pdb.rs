@@ -27,7 +27,7 @@ pub fn pdb(app: &ValidatedApp) -> PodDisruptionBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, SMALL, validated};
+    use crate::fixtures::{FULL, SMALL, validated};
 
     /// A drain may take at most the configured number of pods, and only this app's pods count.
     #[test]

@@ -8,7 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
-use crate::crd_data::{CacheEndpoints, DatabaseEndpoints};
+use crate::api::data::{CacheEndpoints, DatabaseEndpoints};
 use crate::validate::ValidatedApp;
 
 /// What AWS reported about the app's data layer (from the status when AWS could not be asked).
@@ -17,21 +17,8 @@ pub struct Connection {
     pub database: Option<DatabaseEndpoints>,
     pub cache: Option<CacheEndpoints>,
     /// Records of the tables (their ARNs once DynamoDB reported them).
-    pub dynamodb_tables: Vec<crate::crd_storage::TableStatus>,
-    pub static_assets: Option<crate::crd_storage::StaticAssetsStatus>,
-}
-
-pub fn connection_secret_name(app: &str) -> String {
-    format!("{app}-connection")
-}
-
-/// Whether the app gets a connection Secret: it has a database, a cache, DynamoDB tables or a
-/// static assets bucket.
-pub fn has_connection(app: &ValidatedApp) -> bool {
-    app.database.is_some()
-        || app.cache.is_some()
-        || app.dynamodb.is_some()
-        || app.static_assets.is_some()
+    pub dynamodb_tables: Vec<crate::api::storage::TableStatus>,
+    pub static_assets: Option<crate::api::storage::StaticAssetsStatus>,
 }
 
 /// The Secret's data. Keys whose value AWS has not reported yet are left out.
@@ -58,10 +45,10 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
         // halo creates every replication group with encryption in transit.
         put("REDIS_TLS", Some("true".into()));
     }
-    for table in app.dynamodb.iter().flat_map(|d| &d.tables) {
+    for table in &app.names.tables {
         // The name is deterministic, so the app has it before DynamoDB answers.
-        let key = crate::aws::dynamodb::env_key(&table.name);
-        let name = crate::aws::dynamodb::table_name(&app.owner, &table.name);
+        let key = table.env_key.clone();
+        let name = table.table_name.clone();
         let arn = conn
             .dynamodb_tables
             .iter()
@@ -72,11 +59,7 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
     }
     if let Some(assets) = &app.static_assets {
         let seen = conn.static_assets.clone().unwrap_or_default();
-        let bucket = assets
-            .bucket
-            .clone()
-            .unwrap_or_else(|| crate::aws::s3::default_bucket(&app.owner));
-        put("STATIC_ASSETS_BUCKET", Some(bucket));
+        put("STATIC_ASSETS_BUCKET", app.names.bucket.clone());
         put("STATIC_ASSETS_REGION", seen.region);
         put("STATIC_ASSETS_REPLICA_BUCKET", seen.replica_bucket);
         put(
@@ -89,11 +72,9 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
 
 /// The Secret, or `None` when the app has neither database nor cache (it must not exist).
 pub fn connection_secret(app: &ValidatedApp, conn: &Connection) -> Option<Secret> {
-    if !has_connection(app) {
-        return None;
-    }
+    let name = app.names.connection_secret.clone()?;
     let mut metadata = app.owner.child_meta();
-    metadata.name = Some(connection_secret_name(&app.owner.name));
+    metadata.name = Some(name);
     Some(Secret {
         metadata,
         type_: Some("Opaque".into()),
@@ -127,7 +108,7 @@ pub fn checksum(data: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{SMALL, validated};
+    use crate::fixtures::{SMALL, validated};
 
     pub(crate) const DATA_APP: &str = r#"
 apiVersion: halo.dev/v1alpha1
@@ -278,7 +259,7 @@ spec:
 "#,
         );
         let conn = Connection {
-            dynamodb_tables: vec![crate::crd_storage::TableStatus {
+            dynamodb_tables: vec![crate::api::storage::TableStatus {
                 name: "order-items".into(),
                 table_name: "shop-web-order-items".into(),
                 arn: Some(
@@ -286,7 +267,7 @@ spec:
                 ),
                 ..Default::default()
             }],
-            static_assets: Some(crate::crd_storage::StaticAssetsStatus {
+            static_assets: Some(crate::api::storage::StaticAssetsStatus {
                 bucket: "shop-web-assets".into(),
                 region: Some("us-east-1".into()),
                 replica_bucket: Some("shop-web-assets-us-west-2".into()),

@@ -29,7 +29,7 @@ pub fn service(app: &ValidatedApp) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, validated};
+    use crate::fixtures::{FULL, validated};
 
     /// The ALB reaches pods through this Service's named port, so the selector and port must match the pods.
     #[test]

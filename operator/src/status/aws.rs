@@ -4,71 +4,10 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use super::conditions::Computed;
-use crate::aws::Readiness;
-use crate::aws::route53::DnsReadiness;
-use crate::crd_data::{CacheEndpoints, DatabaseEndpoints};
-use crate::crd_dns::DnsStatus;
-
-pub const DATABASE_READY: &str = "DatabaseReady";
-pub const CACHE_READY: &str = "CacheReady";
-pub const DNS_READY: &str = "DNSReady";
-
-/// Reason while nothing is known yet.
-pub const PENDING: &str = "Pending";
-/// Reason when AWS throttled halo before it ever saw the resource.
-pub const THROTTLED: &str = "AWSThrottled";
-
-/// What this reconcile learned about one AWS resource.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AwsView<E> {
-    /// Described: its readiness and endpoints.
-    Seen { readiness: Readiness, endpoints: E },
-    /// Not described this time (an AWS error, a blocked or running cleanup): this reason and
-    /// message, the endpoints last seen.
-    Unseen {
-        reason: &'static str,
-        message: String,
-    },
-    /// AWS asked halo to slow down. Nothing is known to be wrong: the previous condition stands.
-    Throttled,
-}
-
-/// What this reconcile learned about the app's Route 53 record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DnsView {
-    /// Route 53 holds the record (and health check) halo wants; readiness from the last
-    /// health check status. Also before the ALB has a hostname, with nothing written.
-    Seen(DnsReadiness),
-    /// Route 53 failed or refused (e.g. the slot belongs to another owner).
-    Unseen {
-        reason: &'static str,
-        message: String,
-    },
-    /// AWS asked halo to slow down: the previous condition stands.
-    Throttled,
-}
-
-/// What `status.dns` becomes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum DnsRecord {
-    /// As before (nothing was written or deleted, or it failed).
-    #[default]
-    Unchanged,
-    /// Written now (`Some`) or cleaned up (`None`).
-    Set(Option<DnsStatus>),
-}
-
-/// The AWS views of one reconcile; `None` where the app has no such section or it was not looked at.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AwsObserved {
-    pub database: Option<AwsView<DatabaseEndpoints>>,
-    pub cache: Option<AwsView<CacheEndpoints>>,
-    pub dns: Option<DnsView>,
-    pub dns_record: DnsRecord,
-    /// DynamoDB, S3 and CloudWatch.
-    pub storage: super::storage::StorageObserved,
-}
+use super::merge::Computed;
+use crate::conditions::DNS_READY;
+use crate::conditions::reasons::{PENDING, THROTTLED};
+use crate::observed::{AwsView, DnsView};
 
 /// The `DNSReady` condition for a view.
 pub fn dns_condition(view: Option<&DnsView>, old: &[Condition]) -> Computed {
@@ -84,16 +23,6 @@ pub fn dns_condition(view: Option<&DnsView>, old: &[Condition]) -> Computed {
             PENDING,
             "waiting for the first look at Route 53",
         ),
-    }
-}
-
-impl AwsObserved {
-    /// Whether any resource is still being worked on by AWS (poll often).
-    pub fn busy(&self) -> bool {
-        fn busy<E>(v: &Option<AwsView<E>>) -> bool {
-            matches!(v, Some(AwsView::Seen { readiness, .. }) if readiness.busy)
-        }
-        busy(&self.database) || busy(&self.cache) || self.storage.busy()
     }
 }
 
@@ -138,6 +67,8 @@ pub fn endpoints<E: Clone>(view: Option<&AwsView<E>>, old: Option<&E>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::data::DatabaseEndpoints;
+    use crate::conditions::DATABASE_READY;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 

@@ -2,8 +2,7 @@
 //! none at all when the result equals what is already stored.
 
 pub mod aws;
-pub mod conditions;
-pub mod rebalance;
+pub mod merge;
 pub mod storage;
 pub mod zones;
 
@@ -11,34 +10,16 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
+use crate::api::{Endpoints, HighlyAvailableAppStatus, ZoneStatus};
+pub use crate::conditions::{
+    ALARMS_OK, CACHE_READY, COMPUTE_READY, DATABASE_READY, DNS_READY, DYNAMODB_READY,
+    INGRESS_READY, READY, STATIC_ASSETS_READY, ZONE_RESILIENT, reasons,
+};
 use crate::meta::selector_string;
-use crate::render::ingress::{dns_url, url};
-use crate::render::secret::connection_secret_name;
+use crate::observed::{AwsObserved, DnsRecord};
 use crate::validate::ValidatedApp;
-pub use aws::{AwsObserved, AwsView, CACHE_READY, DATABASE_READY, DNS_READY, DnsRecord, DnsView};
-use conditions::{Computed, merge};
+use merge::{Computed, merge};
 use zones::{PodPlacement, ready_per_zone, spread_summary, zone_resilience};
-
-pub const READY: &str = "Ready";
-pub const COMPUTE_READY: &str = "ComputeReady";
-pub const INGRESS_READY: &str = "IngressReady";
-pub const ZONE_RESILIENT: &str = "ZoneResilient";
-
-/// Condition reasons, one place.
-pub mod reasons {
-    pub const READY: &str = "Ready";
-    pub const NOT_READY: &str = "NotReady";
-    pub const DEPLOYMENT_MISSING: &str = "DeploymentMissing";
-    pub const ROLLING_OUT: &str = "RollingOut";
-    pub const REPLICAS_UNAVAILABLE: &str = "ReplicasUnavailable";
-    pub const AVAILABLE: &str = "Available";
-    pub const LOAD_BALANCER_PENDING: &str = "LoadBalancerPending";
-    pub const LOAD_BALANCER_PROVISIONED: &str = "LoadBalancerProvisioned";
-    pub const INSUFFICIENT_ZONES: &str = "InsufficientZones";
-    pub const ZONE_IMBALANCED: &str = "ZoneImbalanced";
-    pub const ZONE_LOSS_TOLERATED: &str = "ZoneLossTolerated";
-}
 
 /// What observe found, as plain values.
 #[derive(Clone, Debug, Default)]
@@ -142,22 +123,14 @@ pub fn compute_with_aws(
             old_conditions,
         ));
     }
-    computed.extend(storage::conditions(
-        app,
-        &aws_observed.storage,
-        old_conditions,
-    ));
+    computed.extend(storage::conditions(app, aws_observed, old_conditions));
     computed.insert(0, overall(&computed, observed.error.as_ref()));
-    computed.extend(storage::alarms_condition(
-        app,
-        &aws_observed.storage,
-        old_conditions,
-    ));
+    computed.extend(storage::alarms_condition(app, aws_observed, old_conditions));
 
     let endpoints = Endpoints {
         url: match (&app.dns, &dns_status) {
-            (Some(_), Some(_)) => dns_url(app),
-            _ => url(app),
+            (Some(_), Some(_)) => app.names.dns_url.clone(),
+            _ => app.names.url.clone(),
         },
         load_balancer,
         database: app.database.as_ref().and_then(|_| {
@@ -188,12 +161,11 @@ pub fn compute_with_aws(
             .collect(),
         zone_spread: spread_summary(&ready),
         endpoints: (endpoints != Endpoints::default()).then_some(endpoints),
-        connection_secret: crate::render::secret::has_connection(app)
-            .then(|| connection_secret_name(&app.owner.name)),
+        connection_secret: app.names.connection_secret.clone(),
         dns: dns_status,
-        dynamodb_tables: storage::tables(&aws_observed.storage, old),
-        static_assets: storage::static_assets(app, &aws_observed.storage, old),
-        alarms: storage::alarms(&aws_observed.storage, old),
+        dynamodb_tables: storage::tables(aws_observed, old),
+        static_assets: storage::static_assets(app, aws_observed, old),
+        alarms: storage::alarms(aws_observed, old),
     }
 }
 
@@ -282,7 +254,7 @@ fn overall(parts: &[Computed], error: Option<&(&'static str, String)>) -> Comput
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixtures::{FULL, SMALL, validated};
+    use crate::fixtures::{FULL, SMALL, validated};
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::api::networking::v1::{
         IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
@@ -506,9 +478,10 @@ mod tests {
     /// numbers; once healthy, the URL is the record's and status.dns names what halo wrote.
     #[test]
     fn dns_readiness_is_part_of_ready() {
-        use crate::aws::route53::{DnsReadiness, reasons as dns};
-        use crate::crd_dns::DnsStatus;
-        let app = crate::render::fixtures::validated_in(crate::render::fixtures::DNS, "us-east-1");
+        use crate::api::dns::DnsStatus;
+        use crate::conditions::reasons as dns;
+        use crate::observed::{DnsReadiness, DnsView};
+        let app = crate::fixtures::validated_in(crate::fixtures::DNS, "us-east-1");
         let d = deployment(3, 3);
         let lb = Ingress {
             status: Some(IngressStatus {

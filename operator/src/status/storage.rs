@@ -6,42 +6,16 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use super::aws::{AwsView, condition, endpoints};
-use super::conditions::Computed;
-use crate::crd::HighlyAvailableAppStatus;
-use crate::crd_storage::{AlarmStatus, StaticAssetsStatus, TableStatus};
+use super::aws::{condition, endpoints};
+use super::merge::Computed;
+use crate::api::HighlyAvailableAppStatus;
+use crate::api::storage::{AlarmStatus, StaticAssetsStatus, TableStatus};
+use crate::conditions::{ALARMS_OK, DYNAMODB_READY, STATIC_ASSETS_READY};
+use crate::observed::AwsObserved;
 use crate::validate::ValidatedApp;
 
-pub const DYNAMODB_READY: &str = "DynamoDBReady";
-pub const STATIC_ASSETS_READY: &str = "StaticAssetsReady";
-pub const ALARMS_OK: &str = "AlarmsOK";
-
-/// What this reconcile learned about the tables, the bucket and the alarms; `None` where
-/// nothing was looked at.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StorageObserved {
-    pub dynamodb: Option<AwsView<Vec<TableStatus>>>,
-    pub static_assets: Option<AwsView<StaticAssetsStatus>>,
-    /// Readiness here is `AlarmsOK`.
-    pub alarms: Option<AwsView<Vec<AlarmStatus>>>,
-}
-
-impl StorageObserved {
-    /// Whether AWS is still working on something (poll often).
-    pub fn busy(&self) -> bool {
-        fn busy<E>(v: &Option<AwsView<E>>) -> bool {
-            matches!(v, Some(AwsView::Seen { readiness, .. }) if readiness.busy)
-        }
-        busy(&self.dynamodb) || busy(&self.static_assets)
-    }
-}
-
 /// `DynamoDBReady` and `StaticAssetsReady`, for the sections the app has (they go into `Ready`).
-pub fn conditions(
-    app: &ValidatedApp,
-    observed: &StorageObserved,
-    old: &[Condition],
-) -> Vec<Computed> {
+pub fn conditions(app: &ValidatedApp, observed: &AwsObserved, old: &[Condition]) -> Vec<Computed> {
     let mut out = Vec::new();
     if app.dynamodb.is_some() {
         out.push(condition(DYNAMODB_READY, observed.dynamodb.as_ref(), old));
@@ -59,7 +33,7 @@ pub fn conditions(
 /// `AlarmsOK` when the app has an alarms section (never part of `Ready`).
 pub fn alarms_condition(
     app: &ValidatedApp,
-    observed: &StorageObserved,
+    observed: &AwsObserved,
     old: &[Condition],
 ) -> Option<Computed> {
     app.alarms
@@ -68,17 +42,14 @@ pub fn alarms_condition(
 }
 
 /// `status.dynamodbTables`: this reconcile's records, else those last seen.
-pub fn tables(
-    observed: &StorageObserved,
-    old: Option<&HighlyAvailableAppStatus>,
-) -> Vec<TableStatus> {
+pub fn tables(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>) -> Vec<TableStatus> {
     endpoints(observed.dynamodb.as_ref(), old.map(|s| &s.dynamodb_tables)).unwrap_or_default()
 }
 
 /// `status.staticAssets`, while the app has the section.
 pub fn static_assets(
     app: &ValidatedApp,
-    observed: &StorageObserved,
+    observed: &AwsObserved,
     old: Option<&HighlyAvailableAppStatus>,
 ) -> Option<StaticAssetsStatus> {
     app.static_assets.as_ref()?;
@@ -89,17 +60,14 @@ pub fn static_assets(
 }
 
 /// `status.alarms`: this reconcile's states, else those last seen.
-pub fn alarms(
-    observed: &StorageObserved,
-    old: Option<&HighlyAvailableAppStatus>,
-) -> Vec<AlarmStatus> {
+pub fn alarms(observed: &AwsObserved, old: Option<&HighlyAvailableAppStatus>) -> Vec<AlarmStatus> {
     endpoints(observed.alarms.as_ref(), old.map(|s| &s.alarms)).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::Readiness;
+    use crate::observed::{AwsView, Readiness};
 
     /// An AWS failure keeps the table records, so a removed table's policy still runs later.
     #[test]
@@ -112,15 +80,15 @@ mod tests {
             }],
             ..HighlyAvailableAppStatus::default()
         };
-        let failed = StorageObserved {
+        let failed = AwsObserved {
             dynamodb: Some(AwsView::Unseen {
                 reason: "AWSAPIError",
                 message: "boom".into(),
             }),
-            ..StorageObserved::default()
+            ..AwsObserved::default()
         };
         assert_eq!(tables(&failed, Some(&old)), old.dynamodb_tables);
-        let seen = StorageObserved {
+        let seen = AwsObserved {
             dynamodb: Some(AwsView::Seen {
                 readiness: Readiness {
                     ready: true,
@@ -130,7 +98,7 @@ mod tests {
                 },
                 endpoints: vec![],
             }),
-            ..StorageObserved::default()
+            ..AwsObserved::default()
         };
         assert_eq!(tables(&seen, Some(&old)), vec![]);
     }

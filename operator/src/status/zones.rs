@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::conditions::Computed;
-use super::{ZONE_RESILIENT, reasons};
+use super::merge::Computed;
+use crate::conditions::{ZONE_RESILIENT, reasons};
 
 /// One pod of the app as status needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_rds::config::Credentials;
+use halo::api::HighlyAvailableApp;
 use halo::aws::{Aws, AwsConfig};
-use halo::crd::HighlyAvailableApp;
 use halo::validate::{ValidatedApp, owner_of, validate};
 
 /// The emulator's endpoint; a missing one is a failure that says how to start it, never a skip.

@@ -4,6 +4,10 @@
 //! every cross-field rule is a CEL rule (`x-kubernetes-validations`) so bad input is refused by
 //! the API server with a message that names the field.
 
+pub mod data;
+pub mod dns;
+pub mod storage;
+
 use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -173,32 +177,32 @@ pub struct HighlyAvailableAppSpec {
     /// A Route 53 record (with a health check) pointing at the ALB; failover, weighted or
     /// latency routing across regions. Needs `ingress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<crate::crd_dns::DnsSpec>,
+    pub dns: Option<crate::api::dns::DnsSpec>,
 
     /// An Aurora cluster (writer plus readers in other zones); its endpoints reach the app
     /// through the `<name>-connection` Secret. Cannot be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<crate::crd_data::DatabaseSpec>,
+    pub database: Option<crate::api::data::DatabaseSpec>,
 
     /// An ElastiCache replication group (Redis OSS or Valkey) with automatic failover; its
     /// endpoints reach the app through the `<name>-connection` Secret. Cannot be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<crate::crd_data::CacheSpec>,
+    pub cache: Option<crate::api::data::CacheSpec>,
 
     /// DynamoDB tables (global tables with `replicaRegions`); their names and ARNs reach the app
     /// through the `<name>-connection` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamodb: Option<crate::crd_storage::DynamoDbSpec>,
+    pub dynamodb: Option<crate::api::storage::DynamoDbSpec>,
 
     /// An S3 bucket for static assets, optionally replicated to another region; its name and
     /// region reach the app through the `<name>-connection` Secret. Cannot be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub static_assets: Option<crate::crd_storage::StaticAssetsSpec>,
+    pub static_assets: Option<crate::api::storage::StaticAssetsSpec>,
 
     /// CloudWatch alarms on the ALB, the database, the cache, the DNS health check and the
     /// tables; their states show in `status.alarms` and the `AlarmsOK` condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alarms: Option<crate::crd_storage::AlarmsSpec>,
+    pub alarms: Option<crate::api::storage::AlarmsSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -524,16 +528,16 @@ pub struct HighlyAvailableAppStatus {
     pub connection_secret: Option<String>,
     /// The Route 53 record set and health check halo wrote for `spec.dns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<crate::crd_dns::DnsStatus>,
+    pub dns: Option<crate::api::dns::DnsStatus>,
     /// DynamoDB tables halo created, including removed ones whose deletion policy is pending.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dynamodb_tables: Vec<crate::crd_storage::TableStatus>,
+    pub dynamodb_tables: Vec<crate::api::storage::TableStatus>,
     /// The static assets bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub static_assets: Option<crate::crd_storage::StaticAssetsStatus>,
+    pub static_assets: Option<crate::api::storage::StaticAssetsStatus>,
     /// CloudWatch alarms halo manages, with their states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub alarms: Vec<crate::crd_storage::AlarmStatus>,
+    pub alarms: Vec<crate::api::storage::AlarmStatus>,
 }
 
 /// Ready pods in one zone.
@@ -559,8 +563,8 @@ pub struct Endpoints {
     pub load_balancer: Option<String>,
     /// The Aurora cluster's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<crate::crd_data::DatabaseEndpoints>,
+    pub database: Option<crate::api::data::DatabaseEndpoints>,
     /// The cache's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<crate::crd_data::CacheEndpoints>,
+    pub cache: Option<crate::api::data::CacheEndpoints>,
 }

@@ -398,8 +398,8 @@ pub struct AlarmStatus {
 
 #[cfg(test)]
 mod tests {
-    use crate::crd::HighlyAvailableApp;
-    use crate::crd_data::tests::refusals;
+    use crate::api::HighlyAvailableApp;
+    use crate::api::data::tests::refusals;
 
     const CARTS: &str = "  dynamodb: {tables: [{name: carts, partitionKey: {name: id}}]}\n";
 
@@ -439,13 +439,12 @@ mod tests {
     #[test]
     fn storage_sample_is_valid() {
         let sample: HighlyAvailableApp =
-            serde_saphyr::from_str(include_str!("../../config/samples/storage.yaml"))
+            serde_saphyr::from_str(include_str!("../../../config/samples/storage.yaml"))
                 .expect("sample parses");
         if let Err(e) = sample.validate_cel() {
             panic!("sample refused: {e:?}");
         }
-        let app =
-            crate::render::fixtures::validated(include_str!("../../config/samples/storage.yaml"));
+        let app = crate::fixtures::validated(include_str!("../../../config/samples/storage.yaml"));
         let data = crate::render::secret::connection_data(&app, &Default::default());
         assert_eq!(
             data.into_iter().collect::<Vec<_>>(),

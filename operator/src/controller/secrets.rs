@@ -163,7 +163,7 @@ mod tests {
         let text = format!(
             "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: web, namespace: {ns}, uid: u1}}\nspec: {{image: nginx:1.27, port: 8080}}\n"
         );
-        let app: crate::crd::HighlyAvailableApp =
+        let app: crate::api::HighlyAvailableApp =
             serde_saphyr::from_str(&text).expect("test app parses");
         let owner = crate::validate::owner_of(&app, "default", None).expect("owner");
         crate::validate::validate(&app, owner).expect("valid")

@@ -16,6 +16,14 @@
 //! Route 53's health checkers send `Host: <ALB hostname>`, so the ALB must answer the health
 //! path for that host too (an Ingress rule for the ALB hostname or without a host).
 
+mod service;
+pub use crate::conditions::reasons;
+pub use crate::observed::DnsReadiness;
+pub use service::{
+    Dns, DnsPlan, DnsResult, HEALTH_READ_MAX_WAIT, WantedDns, dns_changes, dns_plan, dns_status,
+    reading_of, recorded_identity, recorded_slot_moved,
+};
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -30,7 +38,7 @@ use tokio::time::Instant;
 
 use super::ratelimit::{CREATE_HEALTH_CHECK, GET_HEALTH_CHECK_STATUS, RateLimiter};
 use super::{aws_error, is_code, ownership_tags};
-use crate::crd_dns::{FailoverRole, Policy, ValidatedDns, ZoneRef, fqdn};
+use crate::api::dns::{FailoverRole, Policy, ValidatedDns, ZoneRef, fqdn};
 use crate::meta::Owner;
 use crate::validate::ValidatedApp;
 use crate::{Error, Result};
@@ -757,23 +765,6 @@ impl HealthCheckHealth {
     }
 }
 
-/// Condition reasons of `DNSReady`.
-pub mod reasons {
-    pub const LOAD_BALANCER_PENDING: &str = "LoadBalancerPending";
-    pub const RECORDS_SYNCED: &str = "RecordsSynced";
-    pub const HEALTH_CHECK_PENDING: &str = "HealthCheckPending";
-    pub const HEALTH_CHECK_HEALTHY: &str = "HealthCheckHealthy";
-    pub const HEALTH_CHECK_UNHEALTHY: &str = "HealthCheckUnhealthy";
-}
-
-/// The `DNSReady` condition's status, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DnsReadiness {
-    pub ready: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
 /// `DNSReady` before the ALB has a hostname.
 pub fn waiting_for_load_balancer(record_name: &str) -> DnsReadiness {
     DnsReadiness {
@@ -1411,8 +1402,8 @@ pub async fn cleanup(r53: &Route53, id: &DnsIdentity) -> Result<CleanupOutcome> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd_dns::{DnsSpec, ValidatedDnsHealthCheck};
-    use crate::render::fixtures::{FULL, validated};
+    use crate::api::dns::{DnsSpec, ValidatedDnsHealthCheck};
+    use crate::fixtures::{FULL, validated};
 
     const ALB: &str = "k8s-shop-shop-0a1b2c3d4e-1234567890.us-east-1.elb.amazonaws.com";
 

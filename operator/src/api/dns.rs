@@ -437,9 +437,9 @@ mod tests {
         ] {
             let yaml = format!(
                 "{}\n  ingress: {{host: web.example.com}}\n  dns: {dns}\n",
-                crate::render::fixtures::SMALL.trim_end()
+                crate::fixtures::SMALL.trim_end()
             );
-            let app: crate::crd::HighlyAvailableApp =
+            let app: crate::api::HighlyAvailableApp =
                 serde_saphyr::from_str(&yaml).expect("app parses");
             assert!(app.spec.dns.is_some());
             if let Err(e) = app.validate_cel() {

@@ -286,9 +286,9 @@ pub struct CacheEndpoints {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::crd::HighlyAvailableApp;
+    use crate::api::HighlyAvailableApp;
 
-    /// A minimal app with `data` (YAML lines under `spec:`) added; shared with crd_storage's tests.
+    /// A minimal app with `data` (YAML lines under `spec:`) added; shared with api::storage's tests.
     pub(crate) fn app(data: &str) -> HighlyAvailableApp {
         let yaml = format!(
             "apiVersion: halo.dev/v1alpha1\nkind: HighlyAvailableApp\nmetadata: {{name: shop, namespace: shop}}\nspec:\n  image: shop:1\n  port: 8080\n{data}"

@@ -7,8 +7,68 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
+use kube::api::{Api, EvictParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use tracing::info;
 
-use crate::meta::ZONE_LABEL;
+use crate::api::HighlyAvailableApp;
+use crate::meta::{APP_LABEL, ZONE_LABEL};
+use crate::validate::ValidatedApp;
+use crate::{Error, Result};
+
+use super::{Context, events};
+
+/// Evicts one pod from the fullest zone when a schedulable zone is short of pods.
+pub async fn rebalance(
+    ctx: &Context,
+    app: &HighlyAvailableApp,
+    validated: &ValidatedApp,
+) -> Result<()> {
+    let ns = validated.owner.namespace.as_str();
+    let name = &validated.owner.name;
+    let pods = ctx.caches.pods.state();
+    let mine: Vec<&Pod> = pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == Some(ns) && p.labels().get(APP_LABEL) == Some(name)
+        })
+        .collect();
+    let zone_of = |node: &str| {
+        ctx.caches
+            .nodes
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.labels().get(ZONE_LABEL).cloned())
+    };
+    let Some(running) = settled_pods(&mine, zone_of) else {
+        return Ok(());
+    };
+    let nodes = ctx.caches.nodes.state();
+    let schedulable = schedulable_zones(nodes.iter().map(|n| n.as_ref()), &validated.zones.names);
+    let Some(victim) = pick_eviction(&running, &schedulable, validated.zones.max_skew) else {
+        return Ok(());
+    };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match api.evict(&victim, &EvictParams::default()).await {
+        Ok(_) => {
+            info!(app = %name, pod = %victim, "evicted a pod to restore the zone spread");
+            events::publish(
+                ctx,
+                app,
+                EventType::Normal,
+                "Rebalancing",
+                "Evict",
+                format!("evicted pod {victim} so its replacement restores the zone spread"),
+            )
+            .await;
+            Ok(())
+        }
+        // 429: the PodDisruptionBudget forbids it right now; try again on the next pass.
+        Err(kube::Error::Api(status)) if status.code == 429 || status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("evict pod {victim}"))(e)),
+    }
+}
 
 /// Zones where a new pod could be scheduled: a Ready node without NoSchedule/NoExecute taints,
 /// restricted to the pinned zones when there are any.

@@ -8,11 +8,26 @@ use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::*;
+use crate::apply::Outcome;
 use crate::apply::with_hash;
-use crate::render::fixtures::{FULL, SMALL, app as parse_app};
+use crate::fixtures::{FULL, SMALL, app as parse_app, merge};
+use crate::meta::{APP_LABEL, ZONE_LABEL};
 use crate::render::render;
+use crate::status::Observed;
 use crate::validate::validate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 
 /// Requests seen by the fake API server: (method, path and query).
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
@@ -106,17 +121,6 @@ fn as_stored<K: Serialize + DeserializeOwned>(desired: &K, extra: serde_json::Va
     serde_json::from_value(v).expect("stored object")
 }
 
-fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-            for (k, v) in p {
-                merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
 fn app_with_uid(yaml: &str) -> HighlyAvailableApp {
     let mut app = parse_app(yaml);
     app.metadata.uid = Some("uid-1".into());
@@ -191,7 +195,7 @@ fn with_current_status(mut app: HighlyAvailableApp, caches: &Caches) -> HighlyAv
         error: None,
     };
     let now = Time(Timestamp::from_second(1_000).expect("ts"));
-    app.status = Some(status::compute(
+    app.status = Some(crate::status::compute(
         &validated,
         app.metadata.generation,
         &observed,

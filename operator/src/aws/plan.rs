@@ -1,0 +1,95 @@
+//! The plan: everything halo wants of AWS for one app, computed once per reconcile from the
+//! [`ValidatedApp`], the operator's configuration, where it runs ([`Site`]) and what the status
+//! recorded earlier. Pure: no client, no clock. Every backend carries out the same plan.
+
+use crate::api::HighlyAvailableAppStatus;
+use crate::validate::ValidatedApp;
+
+use super::aurora::{self, DesiredCluster};
+use super::cloudwatch::{self, DesiredAlarms};
+use super::dynamodb::{self, DesiredTables};
+use super::elasticache::{self, DesiredGroup};
+use super::route53::{DnsPlan, dns_plan};
+use super::s3::{self, DesiredBucket};
+use super::{AwsConfig, effective_cluster_id};
+
+/// Where this operator acts: its region and its name in Route 53 ownership records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The operator's region; `None` when neither configured nor found by the SDK.
+    pub region: Option<String>,
+    /// `--cluster-id`, else the region, else `halo`.
+    pub cluster_id: String,
+}
+
+impl Site {
+    pub fn new(config: &AwsConfig, region: Option<String>) -> Self {
+        Site {
+            cluster_id: effective_cluster_id(config.cluster_id.as_deref(), region.as_deref()),
+            region,
+        }
+    }
+}
+
+/// The desired state of every AWS service for one app; `None` where the app has nothing of
+/// that service (neither in the spec nor recorded in the status).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwsPlan {
+    pub database: Option<DesiredCluster>,
+    pub cache: Option<DesiredGroup>,
+    pub dns: Option<DnsPlan>,
+    pub tables: Option<DesiredTables>,
+    pub bucket: Option<DesiredBucket>,
+    /// Built from the other plans (the cluster, the group, the tables) and the health check
+    /// recorded in the status; the DNS step fills in a health check it creates.
+    pub alarms: Option<DesiredAlarms>,
+}
+
+impl AwsPlan {
+    /// Whether the plan touches AWS at all.
+    pub fn is_empty(&self) -> bool {
+        self.database.is_none()
+            && self.cache.is_none()
+            && self.dns.is_none()
+            && self.tables.is_none()
+            && self.bucket.is_none()
+            && self.alarms.is_none()
+    }
+}
+
+/// The plan of one reconcile. `load_balancer` is the ALB hostname from the Ingress status
+/// (DNS records wait for it); `status` holds what earlier reconciles recorded (the DNS record
+/// set, tables and alarms), so what a removed section left behind is still cleaned up.
+pub fn plan(
+    app: &ValidatedApp,
+    config: &AwsConfig,
+    site: &Site,
+    status: Option<&HighlyAvailableAppStatus>,
+    load_balancer: Option<&str>,
+) -> AwsPlan {
+    let database = aurora::desired(app, config);
+    let cache = elasticache::desired(app, config);
+    let recorded_tables = status
+        .map(|s| s.dynamodb_tables.as_slice())
+        .unwrap_or_default();
+    let tables = dynamodb::desired(app, recorded_tables);
+    let recorded_alarms = status.map(|s| s.alarms.as_slice()).unwrap_or_default();
+    let recorded_health_check = status
+        .and_then(|s| s.dns.as_ref())
+        .and_then(|d| d.health_check_id.clone());
+    let alarms = cloudwatch::desired(
+        app,
+        database.as_ref(),
+        cache.as_ref(),
+        recorded_health_check.as_deref(),
+        recorded_alarms,
+    );
+    AwsPlan {
+        dns: dns_plan(app, &site.cluster_id, status, load_balancer),
+        bucket: s3::desired(app, config),
+        database,
+        cache,
+        tables,
+        alarms,
+    }
+}

@@ -1,0 +1,161 @@
+//! The controller runtime: the watches that feed the caches and trigger reconciles, the app
+//! store behind the apps-by-Ready gauge, and the background tasks of one term as leader.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::HighlyAvailableApp;
+use crate::conditions::READY;
+use crate::meta::APP_LABEL;
+
+use super::caches::managed_cache;
+use super::requeue::error_policy;
+use super::secrets::SecretCache;
+use super::{Caches, Config, Context, reconcile};
+
+/// The controller's cache of apps, for the apps-by-Ready gauge at scrape time. Set while this
+/// replica leads; a follower has none (it reports no apps rather than a stale count).
+pub static APP_STORE: std::sync::RwLock<Option<Store<HighlyAvailableApp>>> =
+    std::sync::RwLock::new(None);
+
+/// Background work of one [`run`]: aborted, and the app store unpublished, when `run` ends or
+/// is dropped (a lost lease), so a replica that leads again starts from nothing.
+struct RunGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+        if let Ok(mut store) = APP_STORE.write() {
+            *store = None;
+        }
+    }
+}
+
+/// Counts apps by their Ready condition for `/metrics`.
+pub fn count_apps_by_ready() -> Vec<(&'static str, i64)> {
+    let mut counts = [("True", 0), ("False", 0), ("Unknown", 0)];
+    let apps = APP_STORE
+        .read()
+        .ok()
+        .and_then(|store| store.as_ref().map(Store::state))
+        .unwrap_or_default();
+    for app in apps {
+        let ready = app
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+        let slot = match ready.map(|c| c.status.as_str()) {
+            Some("True") => 0,
+            Some("False") => 1,
+            _ => 2,
+        };
+        counts[slot].1 += 1;
+    }
+    counts.to_vec()
+}
+
+/// Runs the controller until SIGTERM/SIGINT; `health` turns ready once every cache has synced.
+pub async fn run(
+    client: Client,
+    config: Config,
+    health: Arc<crate::http::Health>,
+) -> anyhow::Result<()> {
+    let (deployments, deploy_stream) = managed_cache::<Deployment>(&client);
+    let (services, svc_stream) = managed_cache::<Service>(&client);
+    let (pdbs, pdb_stream) = managed_cache::<PodDisruptionBudget>(&client);
+    let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(&client);
+    let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
+    let (pods, pod_stream) = managed_cache::<Pod>(&client);
+    let (secrets, secret_stream) = SecretCache::watch(&client, &config.secret_namespaces);
+    let (nodes, node_writer) = reflector::store();
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        // Zone label, readiness and taints are all halo reads; images and the rest are dropped.
+        .modify(|n: &mut Node| {
+            n.metadata.managed_fields = None;
+            n.metadata.annotations = None;
+            if let Some(status) = n.status.as_mut() {
+                *status = k8s_openapi::api::core::v1::NodeStatus {
+                    conditions: status.conditions.take(),
+                    ..Default::default()
+                };
+            }
+        })
+        .reflect(node_writer)
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
+    let mut guard = RunGuard(vec![tokio::spawn(node_stream)]);
+
+    let caches = Caches {
+        deployments,
+        services,
+        pdbs,
+        hpas,
+        ingresses,
+        pods,
+        nodes,
+        secrets,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
+    let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let pod_to_app = |pod: Pod| {
+        let ns = pod.namespace();
+        pod.labels()
+            .get(APP_LABEL)
+            .cloned()
+            .zip(ns)
+            .map(|(app, ns)| ObjectRef::new(&app).within(&ns))
+    };
+    info!("starting halo controller");
+    let controller = Controller::new(apps, watcher::Config::default().any_semantic());
+    if let Ok(mut store) = APP_STORE.write() {
+        *store = Some(controller.store());
+    }
+    let synced = ctx.clone();
+    guard.0.push(tokio::spawn(async move {
+        // Not the app store's wait_until_ready(): kube-runtime's runner already waits on it
+        // before the first reconcile, and that future wakes only the task that polled it last.
+        if synced.wait_synced().await {
+            info!("caches synced");
+            health
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }));
+    controller
+        .with_config(controller_config)
+        .owns_stream(deploy_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(pdb_stream)
+        .owns_stream(hpa_stream)
+        .owns_stream(ing_stream)
+        .owns_stream(secret_stream)
+        .watches_stream(pod_stream, pod_to_app)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller event");
+            }
+        })
+        .await;
+    drop(guard);
+    info!("halo controller stopped");
+    Ok(())
+}
