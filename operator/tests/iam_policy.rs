@@ -13,6 +13,11 @@
 //! cargo registry), so AWS's casing (`DB`, `HealthCheck`) is exact. A small table maps the
 //! few operations whose IAM action has another name (mostly S3), and another adds the actions
 //! AWS checks on halo's behalf (dependent actions), each with the code that triggers it.
+//!
+//! Least privilege is checked too: every mutating action is granted only on halo's own
+//! resources, through a condition on halo's ownership tag or an ARN that halo names; reads
+//! (Describe/List/Get) may use `*`. Why each statement is scoped the way it is:
+//! config/iam/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -431,35 +436,266 @@ fn actions_from_code() -> BTreeMap<String, Vec<String>> {
     actions
 }
 
-/// Every action the policy grants; wildcards are refused.
-fn actions_in_policy() -> BTreeSet<String> {
+fn policy() -> serde_json::Value {
     let path = repo().join("config/iam/halo-policy.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let policy: serde_json::Value = serde_json::from_str(&text).expect("the policy is JSON");
     assert_eq!(policy["Version"], "2012-10-17", "policy Version");
+    policy
+}
+
+/// A string or a list of strings (IAM accepts both for Action and Resource).
+fn strings(value: &serde_json::Value, what: &str) -> Vec<String> {
+    match value {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect(),
+        other => panic!("{what} must be a string or a list: {other}"),
+    }
+}
+
+/// Every action the policy grants; wildcards are refused. An action may appear in several
+/// statements (e.g. a delete allowed on tagged clusters and on halo-named final snapshots),
+/// never twice in one.
+fn actions_in_policy() -> BTreeSet<String> {
+    let policy = policy();
     let mut actions = BTreeSet::new();
     for statement in policy["Statement"].as_array().expect("Statement is a list") {
         assert_eq!(
             statement["Effect"], "Allow",
             "only Allow statements: {statement}"
         );
-        let list = match &statement["Action"] {
-            serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(a) => a
-                .iter()
-                .map(|v| v.as_str().expect("action string").to_string())
-                .collect(),
-            other => panic!("Action must be a string or a list: {other}"),
-        };
-        for action in list {
+        let mut here = BTreeSet::new();
+        for action in strings(&statement["Action"], "Action") {
             assert!(
                 !action.contains('*'),
                 "wildcard action {action}: name each action"
             );
-            assert!(actions.insert(action.clone()), "{action} is granted twice");
+            assert!(
+                here.insert(action.clone()),
+                "{action} is listed twice in {}",
+                statement["Sid"]
+            );
+            actions.insert(action);
         }
     }
     actions
+}
+
+/// Mutating actions that AWS cannot scope to halo's resources, the one wide resource each may
+/// have, and why that is still least privilege.
+const UNSCOPABLE: &[(&str, &str, &str)] = &[
+    (
+        "route53:CreateHealthCheck",
+        "*",
+        "no resource-level permission and no condition key: AWS accepts only Resource \"*\"",
+    ),
+    (
+        "route53:UpdateHealthCheck",
+        HEALTH_CHECKS,
+        "Route 53 has no tag condition keys and health check ids are AWS-generated",
+    ),
+    (
+        "route53:DeleteHealthCheck",
+        HEALTH_CHECKS,
+        "Route 53 has no tag condition keys and health check ids are AWS-generated",
+    ),
+    (
+        "route53:ChangeTagsForResource",
+        HEALTH_CHECKS,
+        "Route 53 has no tag condition keys and health check ids are AWS-generated",
+    ),
+    (
+        "dynamodb:CreateTableReplica",
+        TABLES,
+        "permission-only action, checked only inside UpdateTable ReplicaUpdates, allowed on halo-tagged tables only",
+    ),
+    (
+        "dynamodb:DeleteTableReplica",
+        TABLES,
+        "permission-only action, checked only inside UpdateTable ReplicaUpdates, allowed on halo-tagged tables only",
+    ),
+];
+const HEALTH_CHECKS: &str = "arn:aws:route53:::healthcheck/*";
+const TABLES: &str = "arn:*:dynamodb:*:*:table/*";
+
+/// Reads: IAM access levels Read and List, which halo's calls name Describe/List/Get.
+fn is_read(action: &str) -> bool {
+    let name = action.split_once(':').map_or(action, |(_, n)| n);
+    ["Describe", "List", "Get"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// A resource that names no particular resource: `*`, or an ARN whose resource part is only a
+/// wildcard after its type (`cluster:*`, `table/*`, an S3 `*`).
+fn names_nothing(resource: &str) -> bool {
+    if resource == "*" {
+        return true;
+    }
+    let part = resource.splitn(6, ':').nth(5).unwrap_or(resource);
+    let name = part
+        .split_once([':', '/'])
+        .filter(|(kind, _)| !kind.contains('*'))
+        .map_or(part, |(_, name)| name);
+    name.chars().all(|c| c == '*')
+}
+
+/// The statement's condition on halo's ownership tag: `StringEquals` on
+/// `aws:ResourceTag/<managed-by>` or `aws:RequestTag/<managed-by>` with halo's value, and for
+/// a RequestTag condition also `ForAllValues:StringEquals` `aws:TagKeys` within halo's keys.
+fn tag_condition(statement: &serde_json::Value) -> Result<Option<&'static str>, String> {
+    let equals = &statement["Condition"]["StringEquals"];
+    let managed_by = halo::aws::TAG_MANAGED_BY;
+    let value = |key: &str| equals.get(key).map(|v| strings(v, key));
+    let keys: BTreeSet<&str> = halo::aws::OWNERSHIP_TAG_KEYS
+        .into_iter()
+        .chain([halo::aws::dynamodb::TAG_TABLE])
+        .collect();
+    let halo = vec![halo::meta::MANAGED_BY.to_string()];
+    if let Some(v) = value(&format!("aws:RequestTag/{managed_by}")) {
+        if v != halo {
+            return Err(format!(
+                "aws:RequestTag/{managed_by} must be {halo:?}, is {v:?}"
+            ));
+        }
+        let tag_keys = statement["Condition"]["ForAllValues:StringEquals"]
+            .get("aws:TagKeys")
+            .map(|v| strings(v, "aws:TagKeys"))
+            .ok_or("an aws:RequestTag condition needs ForAllValues:StringEquals aws:TagKeys")?;
+        if let Some(k) = tag_keys.iter().find(|k| !keys.contains(k.as_str())) {
+            return Err(format!(
+                "aws:TagKeys allows {k}, which is not a tag halo sets"
+            ));
+        }
+        return Ok(Some("aws:RequestTag"));
+    }
+    if let Some(v) = value(&format!("aws:ResourceTag/{managed_by}")) {
+        if v != halo {
+            return Err(format!(
+                "aws:ResourceTag/{managed_by} must be {halo:?}, is {v:?}"
+            ));
+        }
+        return Ok(Some("aws:ResourceTag"));
+    }
+    Ok(None)
+}
+
+/// Why each statement of `policy` breaks least privilege; empty when none does.
+fn least_privilege_violations(policy: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for statement in policy["Statement"].as_array().expect("Statement is a list") {
+        let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+        let actions = strings(&statement["Action"], "Action");
+        let resources = strings(&statement["Resource"], "Resource");
+        let tag = match tag_condition(statement) {
+            Ok(tag) => tag,
+            Err(e) => {
+                out.push(format!("{sid}: {e}"));
+                continue;
+            }
+        };
+        if tag.is_some() {
+            continue;
+        }
+        for wide in resources.iter().filter(|r| names_nothing(r)) {
+            for action in actions.iter().filter(|a| !is_read(a)) {
+                let allowed = UNSCOPABLE.iter().any(|(a, r, _)| a == action && r == wide);
+                if !allowed {
+                    out.push(format!(
+                        "{sid}: mutating {action} on {wide} without a condition on halo's tag {}",
+                        halo::aws::TAG_MANAGED_BY
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every mutating action is scoped to halo's resources; reads may use `*`.
+#[test]
+fn mutating_actions_are_scoped_to_halo_resources() {
+    let violations = least_privilege_violations(&policy());
+    assert!(
+        violations.is_empty(),
+        "config/iam/halo-policy.json grants more than halo's own resources:\n  {}",
+        violations.join("\n  ")
+    );
+}
+
+/// `iam:PassRole` names one role (the installer's replication role) and one service.
+#[test]
+fn pass_role_is_limited_to_the_replication_role_for_s3() {
+    let policy = policy();
+    let statements: Vec<&serde_json::Value> = policy["Statement"]
+        .as_array()
+        .expect("Statement is a list")
+        .iter()
+        .filter(|s| strings(&s["Action"], "Action").contains(&"iam:PassRole".to_string()))
+        .collect();
+    assert_eq!(statements.len(), 1, "one statement grants iam:PassRole");
+    let s = statements[0];
+    for r in strings(&s["Resource"], "Resource") {
+        assert!(
+            r.starts_with("arn:aws:iam::") && r.contains(":role/") && !r.contains('*'),
+            "iam:PassRole on {r}: name the replication role's ARN"
+        );
+    }
+    assert_eq!(
+        s["Condition"]["StringEquals"]["iam:PassedToService"], "s3.amazonaws.com",
+        "iam:PassRole only to S3"
+    );
+}
+
+/// The check refuses what the policy used to grant (mutating actions on `*` with no
+/// condition, or with a tag condition on another tag) and accepts tag- or name-scoped grants.
+#[test]
+fn least_privilege_check_refuses_unscoped_grants() {
+    let check = |statement: serde_json::Value| {
+        least_privilege_violations(&serde_json::json!({"Statement": [statement]}))
+    };
+    let open = check(
+        serde_json::json!({"Sid": "Open", "Action": ["rds:DeleteDBCluster", "rds:DescribeDBClusters"], "Resource": "*"}),
+    );
+    assert_eq!(
+        open,
+        [
+            "Open: mutating rds:DeleteDBCluster on * without a condition on halo's tag halo.dev/managed-by"
+        ]
+    );
+    let any_table = check(
+        serde_json::json!({"Sid": "AnyTable", "Action": "dynamodb:DeleteTable", "Resource": TABLES}),
+    );
+    assert_eq!(any_table.len(), 1, "{any_table:?}");
+    let replicas_on_star = check(
+        serde_json::json!({"Sid": "Star", "Action": "dynamodb:CreateTableReplica", "Resource": "*"}),
+    );
+    assert_eq!(replicas_on_star.len(), 1, "{replicas_on_star:?}");
+    let other_tag = check(
+        serde_json::json!({"Sid": "OtherTag", "Action": "dynamodb:DeleteTable", "Resource": "arn:*:dynamodb:*:*:table/*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/team": "a"}}}),
+    );
+    assert_eq!(other_tag.len(), 1, "{other_tag:?}");
+    let request_any_keys = check(
+        serde_json::json!({"Sid": "AnyKeys", "Action": "dynamodb:CreateTable", "Resource": "arn:*:dynamodb:*:*:table/*",
+        "Condition": {"StringEquals": {"aws:RequestTag/halo.dev/managed-by": "halo"}}}),
+    );
+    assert_eq!(
+        request_any_keys,
+        ["AnyKeys: an aws:RequestTag condition needs ForAllValues:StringEquals aws:TagKeys"]
+    );
+    assert!(check(serde_json::json!({"Sid": "Tagged", "Action": "dynamodb:DeleteTable", "Resource": "arn:*:dynamodb:*:*:table/*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/halo.dev/managed-by": "halo"}}})).is_empty());
+    assert!(check(serde_json::json!({"Sid": "Named", "Action": "cloudwatch:DeleteAlarms", "Resource": "arn:*:cloudwatch:*:*:alarm:halo/*"})).is_empty());
+    assert!(check(serde_json::json!({"Sid": "Reads", "Action": ["rds:DescribeDBClusters", "route53:ListHealthChecks"], "Resource": "*"})).is_empty());
+    assert!(names_nothing("arn:aws:s3:::*") && names_nothing("arn:*:rds:*:*:cluster:*"));
+    assert!(
+        !names_nothing("arn:aws:s3:::*-assets/*")
+            && !names_nothing("arn:*:rds:*:*:cluster-snapshot:*-final-*")
+    );
 }
 
 /// The policy grants exactly what the code calls: a missing action would be an AccessDenied
