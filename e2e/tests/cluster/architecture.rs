@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-/// 11. The whole architecture (`config/samples/architecture.yaml`: compute over three zones
+/// s11: The whole architecture (`config/samples/architecture.yaml`: compute over three zones
 /// with autoscaling, an Ingress, a Route 53 failover record, Aurora, ElastiCache, two DynamoDB
 /// tables, a replicated static assets bucket, CloudWatch alarms) converges against the
 /// emulator with every section's condition True, the connection Secret carries every endpoint,

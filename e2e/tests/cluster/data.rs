@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
-/// 5. The data sample (Aurora + ElastiCache against the AWS emulator) converges to Ready, the
+/// s05: The data sample (Aurora + ElastiCache against the AWS emulator) converges to Ready, the
 /// pods get the connection Secret through envFrom, and deleting the app completes once AWS
 /// confirms the cleanup (the final snapshot is checked by the emulator tests).
 pub async fn s05_data_sample_converges_against_the_emulator() -> anyhow::Result<()> {

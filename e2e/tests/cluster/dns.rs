@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-/// 10. spec.dns against the AWS emulator: with the Ingress but no ALB yet, DNSReady=False
+/// s10: spec.dns against the AWS emulator: with the Ingress but no ALB yet, DNSReady=False
 /// LoadBalancerPending and nothing in the zone; once the "AWS Load Balancer Controller" (this
 /// test, patching the Ingress status) publishes the ALB hostname, halo writes the primary
 /// failover alias records, the ownership record and a health check, routes the checkers'

@@ -26,7 +26,7 @@ use serde_json::json;
 /// The operator's default leader Lease (HALO_LEASE_NAME).
 const LEASE_NAME: &str = "halo-leader";
 
-/// 7. kill -9 in the middle of a reconcile: after a restart the app converges with exactly one
+/// s07: kill -9 in the middle of a reconcile: after a restart the app converges with exactly one
 /// of each child and nothing orphaned.
 pub async fn s07_operator_survives_kill_9() -> anyhow::Result<()> {
     let client = setup().await?;
@@ -74,7 +74,7 @@ pub async fn s07_operator_survives_kill_9() -> anyhow::Result<()> {
     ns.cleanup().await
 }
 
-/// 8. Two operators run at once: only the lease holder writes; `kill -9` of the leader hands
+/// s08: Two operators run at once: only the lease holder writes; `kill -9` of the leader hands
 /// over to the other within the lease duration, which then reconciles; /metrics shows it.
 pub async fn s08_leader_election_hands_over() -> anyhow::Result<()> {
     let client = setup().await?;
@@ -186,7 +186,7 @@ pub async fn s08_leader_election_hands_over() -> anyhow::Result<()> {
     outcome
 }
 
-/// 9. Zone failure: one zone goes dark; its pods move to the surviving zones, `ZoneResilient`
+/// s09: Zone failure: one zone goes dark; its pods move to the surviving zones, `ZoneResilient`
 /// turns False naming the zone, and True again once the zone is back.
 pub async fn s09_zone_failure_and_recovery() -> anyhow::Result<()> {
     let client = setup().await?;

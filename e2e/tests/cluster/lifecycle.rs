@@ -17,7 +17,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-/// 1. The small sample (plus an ingress) converges: children with owner references and labels,
+/// s01: The small sample (plus an ingress) converges: children with owner references and labels,
 /// pods spread 1/1/1 by the real scheduler, status and printer columns right.
 pub async fn s01_small_sample_converges() -> anyhow::Result<()> {
     let client = setup().await?;
@@ -108,7 +108,7 @@ pub async fn s01_small_sample_converges() -> anyhow::Result<()> {
     ns.cleanup().await
 }
 
-/// 2. Scale 3 -> 6 gives 2/2/2; an image change rolls out without dropping below 6 available;
+/// s02: Scale 3 -> 6 gives 2/2/2; an image change rolls out without dropping below 6 available;
 /// adding autoscaling creates the HPA and removing it prunes the HPA.
 pub async fn s02_scale_rollout_and_prune() -> anyhow::Result<()> {
     let client = setup().await?;
@@ -193,7 +193,7 @@ pub async fn s02_scale_rollout_and_prune() -> anyhow::Result<()> {
     ns.cleanup().await
 }
 
-/// 3. Every bad spec of the table is refused by the API server with its field and message,
+/// s03: Every bad spec of the table is refused by the API server with its field and message,
 /// and nothing is created.
 pub async fn s03_bad_specs_are_refused_by_the_api_server() -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
@@ -246,7 +246,7 @@ pub async fn s03_bad_specs_are_refused_by_the_api_server() -> anyhow::Result<()>
     ns.cleanup().await
 }
 
-/// 4. Deleting the app removes every child through the real garbage collector.
+/// s04: Deleting the app removes every child through the real garbage collector.
 pub async fn s04_delete_removes_all_children() -> anyhow::Result<()> {
     let client = setup().await?;
     let ns = TestNamespace::create(&client, "e2e-delete").await?;
@@ -284,7 +284,7 @@ pub async fn s04_delete_removes_all_children() -> anyhow::Result<()> {
     ns.cleanup().await
 }
 
-/// 6. Steady state: after convergence, a full resync period passes with zero writes by halo.
+/// s06: Steady state: after convergence, a full resync period passes with zero writes by halo.
 pub async fn s06_steady_state_makes_zero_writes() -> anyhow::Result<()> {
     let client = setup().await?;
     let ns = TestNamespace::create(&client, "e2e-steady").await?;
