@@ -15,6 +15,9 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 
+pub mod route53;
+pub mod suite;
+
 /// The operator's user agent prefix (see `halo run`).
 pub const HALO_USER_AGENT: &str = "halo/";
 /// Resync period the suite runs the operator with, so a full period fits in a test.
@@ -110,8 +113,7 @@ pub fn sample_app(
     namespace: &str,
     patch: serde_json::Value,
 ) -> anyhow::Result<HighlyAvailableApp> {
-    let text = std::fs::read_to_string(repo_root().join("config/samples/small.yaml"))?;
-    let mut value: serde_json::Value = serde_saphyr::from_str(&text)?;
+    let mut value = sample_value("small.yaml")?;
     merge(
         &mut value,
         &serde_json::json!({"metadata": {"name": name, "namespace": namespace}}),
@@ -120,21 +122,19 @@ pub fn sample_app(
     Ok(serde_json::from_value(value)?)
 }
 
-/// RFC 7386 JSON merge patch.
-pub fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
+/// `config/samples/<file>` with `patch` merged into it (JSON merge patch).
+pub fn sample(file: &str, patch: &serde_json::Value) -> anyhow::Result<HighlyAvailableApp> {
+    let mut value = sample_value(file)?;
+    merge(&mut value, patch);
+    Ok(serde_json::from_value(value)?)
 }
+
+fn sample_value(file: &str) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(repo_root().join("config/samples").join(file))?;
+    Ok(serde_saphyr::from_str(&text)?)
+}
+
+pub use halo::fixtures::merge;
 
 /// Ready pods of an app per zone (pods being deleted do not count).
 pub async fn ready_pods_per_zone(
