@@ -47,6 +47,8 @@ DEGRADED = {
 NOT_FAILING = {
     "Ready", "Available", "LoadBalancerProvisioned", "ZoneLossTolerated", "Retained",
     "RecordsSynced", "HealthCheckHealthy",
+    # AlarmsOK's reasons: reported, never part of Ready, so never Ready's reason.
+    "Disabled", "AlarmFiring", "NoAlarmFiring",
 }
 
 

@@ -86,12 +86,14 @@ const DEPENDENT: &[(&str, &[&str], &str)] = &[
         "RDS creates the master user secret in Secrets Manager with the caller's permissions",
     ),
     (
-        ".final_db_snapshot_identifier(",
+        // `.final_db_snapshot_identifier(` or `.set_final_db_snapshot_identifier(`.
+        "final_db_snapshot_identifier(",
         &["rds:CreateDBClusterSnapshot"],
         "DeleteDBCluster's final snapshot is authorized as a snapshot the caller creates",
     ),
     (
-        ".final_snapshot_identifier(",
+        // `.final_snapshot_identifier(` or `.set_final_snapshot_identifier(`.
+        "final_snapshot_identifier(",
         &["elasticache:CreateSnapshot"],
         "DeleteReplicationGroup's final snapshot is authorized as a snapshot the caller creates",
     ),

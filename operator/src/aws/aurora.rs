@@ -20,11 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{DbCluster, DbInstance, Filter, Tag};
 
+use super::policy::{self, cleaned, ownership_of};
 use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness, TAG_UID,
-    final_snapshot_id, is_code, is_transitional, ownership, ownership_tags, reason_for_status,
-    reasons, short_hash,
+    final_snapshot_id, is_code, is_transitional, ownership_tags, reason_for_status, reasons,
+    short_hash,
 };
 use crate::api::data::DeletionPolicy;
 use crate::meta::Owner;
@@ -226,10 +227,6 @@ fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
-fn ownership_of(owner: &Owner, tags: &[(String, String)]) -> Ownership {
-    ownership(owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
 /// A new instance to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewInstance {
@@ -391,11 +388,6 @@ pub fn cluster_changes(desired: &DesiredCluster, observed: &ObservedCluster) -> 
         changes.security_groups = Some(desired.security_groups.clone());
     }
     changes
-}
-
-/// halo's tags that a resource lacks or holds with another value.
-pub fn missing_tags(want: &[(String, String)], have: &[(String, String)]) -> Vec<(String, String)> {
-    want.iter().filter(|t| !have.contains(t)).cloned().collect()
 }
 
 /// Everything [`ensure`] saw and did.
@@ -625,10 +617,10 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
     let mut cluster = match describe_cluster(aws, &d.id).await? {
         Some(c) => c,
         None if d.adopted => {
-            return Err(Error::InvalidSpec {
-                field: "spec.database.adopt.clusterIdentifier".into(),
-                message: format!("no DB cluster {} exists in this account and region", d.id),
-            });
+            return Err(policy::adopt_target_missing(
+                "spec.database.adopt.clusterIdentifier",
+                format!("no DB cluster {} exists in this account and region", d.id),
+            ));
         }
         None => match find_by_owner(aws, &d.owner).await? {
             Some(c) => c,
@@ -647,40 +639,25 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
             }
         },
     };
-    match ownership_of(&d.owner, &cluster.tags) {
-        Ownership::Ours => {}
-        Ownership::Untagged if d.adopted => {}
-        _ => {
-            return Err(Error::AwsNotOwned {
-                kind: KIND.into(),
-                id: cluster.id.clone(),
-                field: "database",
-            });
-        }
-    }
-    let missing = missing_tags(&d.tags, &cluster.tags);
-    if !missing.is_empty() {
+    policy::claim(
+        KIND,
+        "database",
+        &cluster.id,
+        &d.owner,
+        &cluster.tags,
+        d.adopted,
+    )?;
+    if let Some(repair) = policy::tag_repair(KIND, &cluster.id, &d.owner, &d.tags, &cluster.tags) {
         aws.call(
             "rds:AddTagsToResource",
             rds.add_tags_to_resource()
                 .resource_name(&cluster.arn)
-                .set_tags(Some(sdk_tags(&missing)))
+                .set_tags(Some(sdk_tags(&repair.missing)))
                 .send(),
         )
         .await?;
-        let adopted_now = ownership_of(&d.owner, &cluster.tags) == Ownership::Untagged;
-        changes.push(if adopted_now {
-            Change::new(
-                "Adopted",
-                format!("{KIND} {}: adopted and tagged", cluster.id),
-            )
-        } else {
-            Change::new(
-                "Updated",
-                format!("{KIND} {}: restored halo's tags", cluster.id),
-            )
-        });
-        cluster.tags.extend(missing);
+        changes.push(repair.change);
+        cluster.tags.extend(repair.missing);
     }
 
     let instances = describe_instances(aws, &cluster.id).await?;
@@ -788,29 +765,16 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
 pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
     let rds = aws.rds().await;
     let id = &d.id;
-    let done = |message: String, changes: Vec<Change>| CleanupReport {
-        done: true,
-        message,
-        changes,
-    };
     let Some(cluster) = describe_cluster(aws, id).await? else {
-        return Ok(done(format!("{KIND} {id} is gone"), vec![]));
+        return Ok(cleaned::gone(KIND, id));
     };
     if cluster.status == "deleting" {
-        return Ok(done(format!("{KIND} {id} is deleting"), vec![]));
+        return Ok(cleaned::already_deleting(KIND, id));
     }
     if ownership_of(&d.owner, &cluster.tags) != Ownership::Ours {
-        return Ok(done(
-            format!("{KIND} {id} is not tagged for this app: left alone"),
-            vec![],
-        ));
+        return Ok(cleaned::left_alone(KIND, id));
     }
-    let policy = if d.adopted && d.deletion_policy != DeletionPolicy::Delete {
-        // An adopted cluster is deleted only when the spec says Delete.
-        DeletionPolicy::Retain
-    } else {
-        d.deletion_policy
-    };
+    let policy = policy::cleanup_policy(d.adopted, d.deletion_policy);
     let instances = describe_instances(aws, id).await?;
     if policy == DeletionPolicy::Retain {
         let keys: Vec<String> = OWNERSHIP_TAG_KEYS.iter().map(|k| k.to_string()).collect();
@@ -831,11 +795,7 @@ pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
             )
             .await?;
         }
-        let message = format!("{KIND} {id} retained; halo's tags removed");
-        return Ok(done(
-            message.clone(),
-            vec![Change::new(reasons::RETAINED, message)],
-        ));
+        return Ok(cleaned::retained(KIND, id));
     }
     let mut changes = Vec::new();
     if cluster.deletion_protection {
@@ -893,25 +853,14 @@ pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
             changes,
         });
     }
-    let request = rds.delete_db_cluster().db_cluster_identifier(id);
-    let (request, message) = match policy {
-        DeletionPolicy::Snapshot => (
-            request
-                .skip_final_snapshot(false)
-                .final_db_snapshot_identifier(&d.final_snapshot_id),
-            format!(
-                "{KIND} {id} deleting after final snapshot {}",
-                d.final_snapshot_id
-            ),
-        ),
-        _ => (
-            request.skip_final_snapshot(true),
-            format!("{KIND} {id} deleting, without a final snapshot"),
-        ),
-    };
+    let snapshot = (policy == DeletionPolicy::Snapshot).then_some(d.final_snapshot_id.as_str());
+    let request = rds
+        .delete_db_cluster()
+        .db_cluster_identifier(id)
+        .skip_final_snapshot(snapshot.is_none())
+        .set_final_db_snapshot_identifier(snapshot.map(str::to_string));
     aws.call("rds:DeleteDBCluster", request.send()).await?;
-    changes.push(Change::new(reasons::DELETING, message.clone()));
-    Ok(done(message, changes))
+    Ok(cleaned::deleting(KIND, id, snapshot, changes))
 }
 
 /// Aurora through the SDK backend.

@@ -31,7 +31,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 use super::aurora::DesiredCluster;
 use super::elasticache::DesiredGroup;
 use super::service::{Outcome, Service};
-use super::{Aws, Change, Ownership, ownership, ownership_tags};
+use super::{Aws, Change, Ownership, ownership, ownership_tags, reasons};
 use crate::api::storage::{AlarmStatus, AlarmsSpec};
 use crate::meta::Owner;
 use crate::observed::{AwsView, Readiness};
@@ -522,7 +522,7 @@ pub struct AlarmsReport {
 /// `AlarmsOK`: True while no alarm fires. Reported, never part of `Ready`.
 pub fn condition(report: &AlarmsReport) -> (bool, &'static str, String) {
     if !report.enabled {
-        return (true, "Disabled", "alarms are disabled".into());
+        return (true, reasons::ALARMS_DISABLED, "alarms are disabled".into());
     }
     let firing: Vec<&str> = report
         .states
@@ -538,7 +538,7 @@ pub fn condition(report: &AlarmsReport) -> (bool, &'static str, String) {
     if !firing.is_empty() {
         return (
             false,
-            "AlarmFiring",
+            reasons::ALARM_FIRING,
             format!("in ALARM: {}{skipped}", firing.join(", ")),
         );
     }
@@ -549,7 +549,7 @@ pub fn condition(report: &AlarmsReport) -> (bool, &'static str, String) {
         .count();
     (
         true,
-        "NoAlarmFiring",
+        reasons::NO_ALARM_FIRING,
         format!(
             "{} alarms, none in ALARM ({insufficient} with insufficient data){skipped}",
             report.states.len()

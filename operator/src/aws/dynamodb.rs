@@ -18,10 +18,11 @@ use aws_sdk_dynamodb::types::{
     TableDescription, Tag,
 };
 
+use super::policy::{cleaned, ownership_of};
 use super::service::error_view;
 use super::service::{Outcome, Service};
 use super::{
-    Aws, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, build_error, is_code, ownership,
+    Aws, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, build_error, is_code,
     ownership_tags, reasons,
 };
 use crate::api::storage::{BillingMode, KeyAttribute, RetainOrDelete, TableStatus};
@@ -606,10 +607,6 @@ async fn apply_change(aws: &Aws, table_name: &str, change: &TableChange) -> Resu
     Ok(())
 }
 
-fn ownership_of(owner: &Owner, tags: &[(String, String)]) -> Ownership {
-    ownership(owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
 /// Creates or corrects one table. Idempotent: the name is deterministic, and a create that
 /// raced another (or a crash) finds the table on the next describe.
 async fn ensure_table(
@@ -742,23 +739,15 @@ pub async fn cleanup_table(
     policy: RetainOrDelete,
 ) -> Result<CleanupReport> {
     let ddb = aws.dynamodb().await;
-    let done = |message: String, changes: Vec<Change>| CleanupReport {
-        done: true,
-        message,
-        changes,
-    };
     let Some(table) = describe(aws, table_name).await? else {
-        return Ok(done(format!("{KIND} {table_name} is gone"), vec![]));
+        return Ok(cleaned::gone(KIND, table_name));
     };
     if table.status == "DELETING" {
-        return Ok(done(format!("{KIND} {table_name} is deleting"), vec![]));
+        return Ok(cleaned::already_deleting(KIND, table_name));
     }
     let tags = list_tags(aws, &table.arn).await?;
     if ownership_of(owner, &tags) != Ownership::Ours {
-        return Ok(done(
-            format!("{KIND} {table_name} is not tagged for this app: left alone"),
-            vec![],
-        ));
+        return Ok(cleaned::left_alone(KIND, table_name));
     }
     if policy == RetainOrDelete::Retain {
         let keys: Vec<String> = OWNERSHIP_TAG_KEYS
@@ -774,11 +763,7 @@ pub async fn cleanup_table(
                 .send(),
         )
         .await?;
-        let message = format!("{KIND} {table_name} retained; halo's tags removed");
-        return Ok(done(
-            message.clone(),
-            vec![Change::new(reasons::RETAINED, message)],
-        ));
+        return Ok(cleaned::retained(KIND, table_name));
     }
     if table.deletion_protection {
         return Err(Error::DeletionBlocked {
@@ -816,10 +801,9 @@ pub async fn cleanup_table(
         ddb.delete_table().table_name(table_name).send(),
     )
     .await?;
-    let message = format!("{KIND} {table_name} deleting");
-    Ok(done(
-        message.clone(),
-        vec![Change::new(reasons::DELETING, message)],
+    Ok(cleaned::deleted(
+        format!("{KIND} {table_name} deleting"),
+        vec![],
     ))
 }
 

@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 
 use aws_sdk_elasticache::types::{ReplicationGroup, Tag};
 
+use super::policy::{self, cleaned, ownership_of};
 use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness,
-    final_snapshot_id, is_code, is_transitional, ownership, ownership_tags, reason_for_status,
-    reasons,
+    final_snapshot_id, is_code, is_transitional, ownership_tags, reason_for_status, reasons,
 };
 use crate::api::data::DeletionPolicy;
 use crate::meta::Owner;
@@ -374,10 +374,6 @@ fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
-fn ownership_of(owner: &Owner, tags: &[(String, String)]) -> Ownership {
-    ownership(owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
 async fn describe_group(aws: &Aws, id: &str) -> Result<Option<ObservedGroup>> {
     let ec = aws.elasticache().await;
     match aws
@@ -505,13 +501,13 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
             g
         }
         None if d.adopted => {
-            return Err(Error::InvalidSpec {
-                field: "spec.cache.adopt.replicationGroupId".into(),
-                message: format!(
+            return Err(policy::adopt_target_missing(
+                "spec.cache.adopt.replicationGroupId",
+                format!(
                     "no replication group {} exists in this account and region",
                     d.id
                 ),
-            });
+            ));
         }
         None => match find_by_owner(aws, d).await? {
             Some(g) => g,
@@ -528,45 +524,18 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
             }
         },
     };
-    match ownership_of(&d.owner, &group.tags) {
-        Ownership::Ours => {}
-        Ownership::Untagged if d.adopted => {}
-        _ => {
-            return Err(Error::AwsNotOwned {
-                kind: KIND.into(),
-                id: group.id.clone(),
-                field: "cache",
-            });
-        }
-    }
-    let missing: Vec<(String, String)> = d
-        .tags
-        .iter()
-        .filter(|t| !group.tags.contains(t))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
+    policy::claim(KIND, "cache", &group.id, &d.owner, &group.tags, d.adopted)?;
+    if let Some(repair) = policy::tag_repair(KIND, &group.id, &d.owner, &d.tags, &group.tags) {
         aws.call(
             "elasticache:AddTagsToResource",
             ec.add_tags_to_resource()
                 .resource_name(&group.arn)
-                .set_tags(Some(sdk_tags(&missing)))
+                .set_tags(Some(sdk_tags(&repair.missing)))
                 .send(),
         )
         .await?;
-        let adopted_now = ownership_of(&d.owner, &group.tags) == Ownership::Untagged;
-        changes.push(if adopted_now {
-            Change::new(
-                "Adopted",
-                format!("{KIND} {}: adopted and tagged", group.id),
-            )
-        } else {
-            Change::new(
-                "Updated",
-                format!("{KIND} {}: restored halo's tags", group.id),
-            )
-        });
-        group.tags.extend(missing);
+        changes.push(repair.change);
+        group.tags.extend(repair.missing);
     }
     let step = next_step(d, &group);
     let (Some(step), "available") = (step.clone(), group.status.as_str()) else {
@@ -643,29 +612,17 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
 pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
     let ec = aws.elasticache().await;
     let id = &d.id;
-    let done = |message: String, changes: Vec<Change>| CleanupReport {
-        done: true,
-        message,
-        changes,
-    };
     let Some(group) = describe_group(aws, id).await? else {
-        return Ok(done(format!("{KIND} {id} is gone"), vec![]));
+        return Ok(cleaned::gone(KIND, id));
     };
     if group.status == "deleting" {
-        return Ok(done(format!("{KIND} {id} is deleting"), vec![]));
+        return Ok(cleaned::already_deleting(KIND, id));
     }
     let tags = list_tags(aws, &group.arn).await?;
     if ownership_of(&d.owner, &tags) != Ownership::Ours {
-        return Ok(done(
-            format!("{KIND} {id} is not tagged for this app: left alone"),
-            vec![],
-        ));
+        return Ok(cleaned::left_alone(KIND, id));
     }
-    let policy = if d.adopted && d.deletion_policy != DeletionPolicy::Delete {
-        DeletionPolicy::Retain
-    } else {
-        d.deletion_policy
-    };
+    let policy = policy::cleanup_policy(d.adopted, d.deletion_policy);
     if policy == DeletionPolicy::Retain {
         aws.call(
             "elasticache:RemoveTagsFromResource",
@@ -677,11 +634,7 @@ pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
                 .send(),
         )
         .await?;
-        let message = format!("{KIND} {id} retained; halo's tags removed");
-        return Ok(done(
-            message.clone(),
-            vec![Change::new(reasons::RETAINED, message)],
-        ));
+        return Ok(cleaned::retained(KIND, id));
     }
     if group.status != "available" && group.status != "create-failed" {
         return Ok(CleanupReport {
@@ -690,26 +643,14 @@ pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
             changes: vec![],
         });
     }
-    let request = ec.delete_replication_group().replication_group_id(id);
-    let (request, message) = match policy {
-        DeletionPolicy::Snapshot => (
-            request.final_snapshot_identifier(&d.final_snapshot_id),
-            format!(
-                "{KIND} {id} deleting after final snapshot {}",
-                d.final_snapshot_id
-            ),
-        ),
-        _ => (
-            request,
-            format!("{KIND} {id} deleting, without a final snapshot"),
-        ),
-    };
+    let snapshot = (policy == DeletionPolicy::Snapshot).then_some(d.final_snapshot_id.as_str());
+    let request = ec
+        .delete_replication_group()
+        .replication_group_id(id)
+        .set_final_snapshot_identifier(snapshot.map(str::to_string));
     aws.call("elasticache:DeleteReplicationGroup", request.send())
         .await?;
-    Ok(done(
-        message.clone(),
-        vec![Change::new(reasons::DELETING, message)],
-    ))
+    Ok(cleaned::deleting(KIND, id, snapshot, vec![]))
 }
 
 /// ElastiCache through the SDK backend.

@@ -2,7 +2,9 @@
 //! (ownership tags), what adoption may take over, how AWS's status words read as condition
 //! reasons, and what a deletion policy does.
 
+use crate::api::data::DeletionPolicy;
 use crate::meta::{MANAGED_BY, Owner};
+use crate::{Error, Result};
 
 use super::{Change, reasons};
 
@@ -103,6 +105,140 @@ pub fn ownership<'a>(
     }
 }
 
+/// Who owns a resource, from its tags as key/value pairs.
+pub fn ownership_of(owner: &Owner, tags: &[(String, String)]) -> Ownership {
+    ownership(owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// Whether the app may act on the resource it found under its identifier: its own, or an
+/// untagged one the spec adopts. Anything else belongs to someone else.
+pub fn claim(
+    kind: &str,
+    field: &'static str,
+    id: &str,
+    owner: &Owner,
+    tags: &[(String, String)],
+    adopted: bool,
+) -> Result<()> {
+    match ownership_of(owner, tags) {
+        Ownership::Ours => Ok(()),
+        Ownership::Untagged if adopted => Ok(()),
+        _ => Err(Error::AwsNotOwned {
+            kind: kind.into(),
+            id: id.into(),
+            field,
+        }),
+    }
+}
+
+/// halo's tags a resource lacks, and the Event adding them makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRepair {
+    pub missing: Vec<(String, String)>,
+    pub change: Change,
+}
+
+/// The tags of `want` missing from `have`: "Adopted" when the resource carries none of
+/// halo's ownership yet, else "Updated" (halo's tags restored). `None` when none is missing.
+pub fn tag_repair(
+    kind: &str,
+    id: &str,
+    owner: &Owner,
+    want: &[(String, String)],
+    have: &[(String, String)],
+) -> Option<TagRepair> {
+    let missing: Vec<(String, String)> =
+        want.iter().filter(|t| !have.contains(t)).cloned().collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let change = if ownership_of(owner, have) == Ownership::Untagged {
+        Change::new("Adopted", format!("{kind} {id}: adopted and tagged"))
+    } else {
+        Change::new("Updated", format!("{kind} {id}: restored halo's tags"))
+    };
+    Some(TagRepair { missing, change })
+}
+
+/// The resource `spec.<field>` adopts does not exist.
+pub fn adopt_target_missing(field: &str, message: String) -> Error {
+    Error::InvalidSpec {
+        field: field.into(),
+        message,
+    }
+}
+
+/// The deletion policy cleanup carries out: an adopted resource is deleted only when the
+/// spec says `Delete`, and kept otherwise.
+pub fn cleanup_policy(adopted: bool, policy: DeletionPolicy) -> DeletionPolicy {
+    if adopted && policy != DeletionPolicy::Delete {
+        DeletionPolicy::Retain
+    } else {
+        policy
+    }
+}
+
+/// The reports of a cleanup, worded the same for every service.
+pub mod cleaned {
+    use super::{Change, CleanupReport, reasons};
+
+    fn done(message: String, changes: Vec<Change>) -> CleanupReport {
+        CleanupReport {
+            done: true,
+            message,
+            changes,
+        }
+    }
+
+    /// Nothing of that name exists (any more).
+    pub fn gone(kind: &str, id: &str) -> CleanupReport {
+        done(format!("{kind} {id} is gone"), vec![])
+    }
+
+    /// AWS is deleting it already, which it cannot undo.
+    pub fn already_deleting(kind: &str, id: &str) -> CleanupReport {
+        done(format!("{kind} {id} is deleting"), vec![])
+    }
+
+    /// Not tagged for this app: never touched.
+    pub fn left_alone(kind: &str, id: &str) -> CleanupReport {
+        done(
+            format!("{kind} {id} is not tagged for this app: left alone"),
+            vec![],
+        )
+    }
+
+    /// Kept, with halo's tags removed.
+    pub fn retained(kind: &str, id: &str) -> CleanupReport {
+        let message = format!("{kind} {id} retained; halo's tags removed");
+        done(
+            message.clone(),
+            vec![Change::new(reasons::RETAINED, message)],
+        )
+    }
+
+    /// The delete was sent, after a final snapshot when one is named; `changes` are what
+    /// happened before it.
+    pub fn deleting(
+        kind: &str,
+        id: &str,
+        final_snapshot: Option<&str>,
+        changes: Vec<Change>,
+    ) -> CleanupReport {
+        let message = match final_snapshot {
+            Some(snapshot) => format!("{kind} {id} deleting after final snapshot {snapshot}"),
+            None => format!("{kind} {id} deleting, without a final snapshot"),
+        };
+        deleted(message, changes)
+    }
+
+    /// The delete went through: `message` says how; `changes` are what happened before it.
+    pub fn deleted(message: String, mut changes: Vec<Change>) -> CleanupReport {
+        changes.push(Change::new(reasons::DELETING, message.clone()));
+        done(message, changes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +283,58 @@ mod tests {
                 ("halo.dev/name".to_string(), "web".to_string())
             ]
         );
+    }
+
+    /// Ours, or untagged when adopting: the app may act. Another app's, or untagged without
+    /// adoption: refused, naming the section.
+    #[test]
+    fn claim_needs_our_uid_or_adoption() {
+        let o = owner("shop", "web");
+        let ours = ownership_tags(&o);
+        let theirs = ownership_tags(&Owner {
+            uid: "uid-2".into(),
+            ..owner("shop", "web")
+        });
+        let untagged = vec![("team".to_string(), "billing".to_string())];
+        assert!(claim("Aurora cluster", "database", "c1", &o, &ours, false).is_ok());
+        assert!(claim("Aurora cluster", "database", "c1", &o, &untagged, true).is_ok());
+        for (tags, adopted) in [(&theirs, true), (&theirs, false), (&untagged, false)] {
+            let err =
+                claim("Aurora cluster", "database", "c1", &o, tags, adopted).expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                "Aurora cluster c1 exists and is not owned by this HighlyAvailableApp; adopt it with spec.database.adopt, or delete or rename it"
+            );
+        }
+    }
+
+    /// Missing tags are added with one Event: "Adopted" the first time, "Updated" after.
+    #[test]
+    fn tag_repair_says_adopted_or_restored() {
+        let o = owner("shop", "web");
+        let want = ownership_tags(&o);
+        assert_eq!(tag_repair("Aurora cluster", "c1", &o, &want, &want), None);
+        let adopted = tag_repair("Aurora cluster", "c1", &o, &want, &[]).expect("repair");
+        assert_eq!(adopted.missing, want);
+        assert_eq!(
+            adopted.change,
+            Change::new("Adopted", "Aurora cluster c1: adopted and tagged")
+        );
+        let restored = tag_repair("Aurora cluster", "c1", &o, &want, &want[2..]).expect("repair");
+        assert_eq!(restored.missing, want[..2].to_vec());
+        assert_eq!(
+            restored.change,
+            Change::new("Updated", "Aurora cluster c1: restored halo's tags")
+        );
+    }
+
+    /// An adopted resource is deleted only on an explicit Delete.
+    #[test]
+    fn adopted_resources_are_kept_unless_delete() {
+        use DeletionPolicy::*;
+        assert_eq!(cleanup_policy(true, Snapshot), Retain);
+        assert_eq!(cleanup_policy(true, Retain), Retain);
+        assert_eq!(cleanup_policy(true, Delete), Delete);
+        assert_eq!(cleanup_policy(false, Snapshot), Snapshot);
     }
 }

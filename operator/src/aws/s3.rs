@@ -20,6 +20,7 @@ use aws_sdk_s3::types::{
     Tag, Tagging, VersioningConfiguration,
 };
 
+use super::policy::{cleaned, ownership_of};
 use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness, build_error,
@@ -797,19 +798,11 @@ async fn cleanup_bucket(
     d: &DesiredBucket,
     bucket: &str,
 ) -> Result<CleanupReport> {
-    let done = |message: String, changes: Vec<Change>| CleanupReport {
-        done: true,
-        message,
-        changes,
-    };
     let Some(tags) = bucket_tags(aws, s3, bucket).await? else {
-        return Ok(done(format!("{KIND} {bucket} is gone"), vec![]));
+        return Ok(cleaned::gone(KIND, bucket));
     };
-    if ownership(&d.owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
-        return Ok(done(
-            format!("{KIND} {bucket} is not tagged for this app: left alone"),
-            vec![],
-        ));
+    if ownership_of(&d.owner, &tags) != Ownership::Ours {
+        return Ok(cleaned::left_alone(KIND, bucket));
     }
     if d.deletion_policy == RetainOrDelete::Retain {
         let rest: Vec<(String, String)> = tags
@@ -832,11 +825,7 @@ async fn cleanup_bucket(
             )
             .await?;
         }
-        let message = format!("{KIND} {bucket} retained; halo's tags removed");
-        return Ok(done(
-            message.clone(),
-            vec![Change::new(reasons::RETAINED, message)],
-        ));
+        return Ok(cleaned::retained(KIND, bucket));
     }
     let mut changes = Vec::new();
     if !is_empty(aws, s3, bucket).await? {
@@ -862,9 +851,10 @@ async fn cleanup_bucket(
     }
     aws.call("s3:DeleteBucket", s3.delete_bucket().bucket(bucket).send())
         .await?;
-    let message = format!("{KIND} {bucket} deleted");
-    changes.push(Change::new(reasons::DELETING, message.clone()));
-    Ok(done(message, changes))
+    Ok(cleaned::deleted(
+        format!("{KIND} {bucket} deleted"),
+        changes,
+    ))
 }
 
 /// Carries out the deletion policy on the bucket, then on the replica bucket.
