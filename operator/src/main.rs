@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use halo::api::HighlyAvailableApp;
 use halo::http::Health;
-use halo::leader::{Ended, LeaseConfig, run_as_leader};
+use halo::leader::{Ended, LeaseConfig, LeaseTiming, run_as_leader};
 use halo::render::render;
 use halo::validate::{owner_of, validate_in};
 use tracing::warn;
@@ -59,6 +59,10 @@ enum Command {
         /// Seconds a leader's lease lasts without renewal: how fast a replica takes over from a dead leader.
         #[arg(long, env = "HALO_LEASE_DURATION_SECONDS", default_value_t = 15)]
         lease_duration_seconds: u64,
+        /// Seconds before its lease could expire that a leader whose renewals fail stops acting
+        /// (covers clock skew between nodes). Default: a third of the lease duration, at least 1.
+        #[arg(long, env = "HALO_LEASE_GRACE_SECONDS")]
+        lease_grace_seconds: Option<u64>,
         /// Comma-separated namespaces where halo may manage connection Secrets (the chart sets
         /// it with rbac.secrets.clusterWide=false); it then watches Secrets only there and refuses
         /// apps elsewhere that need one. Empty: all namespaces.
@@ -188,9 +192,14 @@ async fn main() -> anyhow::Result<()> {
             lease_namespace,
             lease_name,
             lease_duration_seconds,
+            lease_grace_seconds,
             secret_namespaces,
             aws,
         } => {
+            let lease_timing = leader_elect
+                .then(|| LeaseTiming::new(lease_duration_seconds, lease_grace_seconds))
+                .transpose()
+                .context("invalid leader lease settings")?;
             init_logging(log_format);
             let identity = identity();
             let mut kube_config = kube::Config::infer()
@@ -223,18 +232,17 @@ async fn main() -> anyhow::Result<()> {
                 metrics.encode()
             }));
 
-            if !leader_elect {
+            let Some(timing) = lease_timing else {
                 halo::metrics::global().leader.set(1);
                 return halo::controller::run(client, config, health).await;
-            }
+            };
             let lease = LeaseConfig {
                 namespace: lease_namespace
                     .or_else(|| std::env::var("POD_NAMESPACE").ok())
                     .unwrap_or_else(|| "default".into()),
                 name: lease_name,
                 identity,
-                duration: Duration::from_secs(lease_duration_seconds),
-                grace: Duration::from_secs(2),
+                timing,
             };
             // A follower is ready: it is healthy and can take over.
             health.ready.store(true, Ordering::Relaxed);
