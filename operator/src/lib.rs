@@ -32,6 +32,7 @@ pub mod meta;
 pub mod metrics;
 pub mod render;
 pub mod status;
+pub mod tenancy;
 pub mod validate;
 
 /// Every failure halo knows about. Each becomes a condition reason, an Event and a metric label.
