@@ -246,3 +246,177 @@ pub fn rights_for(
     }
     rights
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A policy named `name` with `rules` (YAML list items under `rules:`).
+    pub(in crate::tenancy) fn policy(name: &str, rules: &str) -> TenancyPolicy {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: halo.dev/v1alpha1\nkind: TenancyPolicy\nmetadata: {{name: {name}}}\nspec:\n  rules:\n{rules}"
+        ))
+        .expect("policy parses")
+    }
+
+    pub(in crate::tenancy) fn no_labels() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    fn rule(policy: &str, rule: &str) -> RuleRef {
+        RuleRef {
+            policy: policy.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// A suffix with a leading dot covers names under the domain, never a name that merely
+    /// ends in the same letters; case and trailing dots do not matter.
+    #[test]
+    fn dotted_suffix_matches_whole_labels_under_the_domain() {
+        let s = NameSuffix::parse(".Example.COM.");
+        assert_eq!(
+            s,
+            NameSuffix {
+                domain: "example.com".into(),
+                strict: true
+            }
+        );
+        assert_eq!(s.to_string(), ".example.com");
+        for (name, want) in [
+            ("shop.example.com", true),
+            ("Shop.Example.Com.", true),
+            ("a.b.example.com", true),
+            ("example.com", false),
+            ("example.com.", false),
+            ("evilexample.com", false),
+            ("shop.evilexample.com", false),
+            ("example.com.evil.org", false),
+            (".example.com", false),
+            ("", false),
+            ("*.example.com", true),
+            ("*.shop.example.com", true),
+            ("*.evilexample.com", false),
+        ] {
+            assert_eq!(s.matches(name), want, "{name}");
+        }
+    }
+
+    /// A suffix without a leading dot also covers the domain itself.
+    #[test]
+    fn bare_suffix_matches_the_domain_and_below() {
+        let s = NameSuffix::parse("shop.example.com");
+        for (name, want) in [
+            ("shop.example.com", true),
+            ("SHOP.example.com.", true),
+            ("api.shop.example.com", true),
+            ("evilshop.example.com", false),
+            ("example.com", false),
+            ("*.shop.example.com", true),
+            ("*.example.com", false),
+        ] {
+            assert_eq!(s.matches(name), want, "{name}");
+        }
+    }
+
+    /// Identifiers: exact or by prefix, case-insensitive; a bare `*` grants nothing.
+    #[test]
+    fn id_patterns() {
+        let prefix = IdPattern::parse("Legacy-*");
+        assert_eq!(prefix, IdPattern::Prefix("legacy-".into()));
+        assert_eq!(prefix.to_string(), "legacy-*");
+        assert!(prefix.matches("legacy-shop"));
+        assert!(prefix.matches("LEGACY-SHOP"));
+        assert!(!prefix.matches("legacy"));
+        assert!(!prefix.matches("prod-legacy-shop"));
+        let exact = IdPattern::parse("prod-billing");
+        assert!(exact.matches("prod-billing"));
+        assert!(exact.matches("Prod-Billing"));
+        assert!(!exact.matches("prod-billing-2"));
+        assert!(!exact.matches("prod-bill"));
+        assert!(!IdPattern::parse("*").matches("prod-billing"));
+    }
+
+    /// A namespace no rule names gets the default rights: nothing beyond creating.
+    #[test]
+    fn unnamed_namespace_gets_the_default_rights() {
+        let policies = [policy(
+            "platform",
+            "  - {name: shop, namespaces: [shop], adoption: {allowed: true, auroraClusters: [legacy-shop]}}\n",
+        )];
+        let rights = rights_for(&policies, "evil", &no_labels());
+        assert_eq!(rights, Rights::default_for("evil"));
+        assert_eq!(
+            rights,
+            Rights {
+                namespace: "evil".into(),
+                rules: vec![],
+                adoption: vec![],
+                dns: vec![],
+                ingress: vec![],
+            }
+        );
+        assert_eq!(
+            rights_for(&[], "shop", &no_labels()),
+            Rights::default_for("shop")
+        );
+    }
+
+    /// Every rule naming the namespace contributes its grants, policies in name order,
+    /// normalized (zone ids without /hostedzone/, names lowercase without the trailing dot).
+    #[test]
+    fn rights_are_the_union_of_the_rules_naming_the_namespace() {
+        let policies = [
+            policy(
+                "zeta",
+                "  - {name: groups, namespaceSelector: {matchLabels: {team: shop}}, ingress: {groupNames: [shared-alb]}}\n",
+            ),
+            policy(
+                "alpha",
+                concat!(
+                    "  - {name: shop, namespaces: [shop], adoption: {allowed: true, auroraClusters: [legacy-*], requiredTags: {team: shop}},",
+                    " dns: {hostedZoneIds: [/hostedzone/z123], zoneNames: [Example.COM.], recordNameSuffixes: [.Shop.Example.com], routingPolicies: [simple]}}\n",
+                    "  - {name: off, namespaces: [shop], adoption: {allowed: false}}\n",
+                    "  - {name: other, namespaces: [cart], ingress: {groupNames: [cart-alb]}}\n",
+                ),
+            ),
+        ];
+        let rights = rights_for(
+            &policies,
+            "shop",
+            &BTreeMap::from([("team".into(), "shop".into())]),
+        );
+        assert_eq!(
+            rights,
+            Rights {
+                namespace: "shop".into(),
+                rules: vec![
+                    rule("alpha", "shop"),
+                    rule("alpha", "off"),
+                    rule("zeta", "groups")
+                ],
+                adoption: vec![AdoptionGrant {
+                    source: rule("alpha", "shop"),
+                    aurora_clusters: vec![IdPattern::Prefix("legacy-".into())],
+                    elasticache_replication_groups: vec![],
+                    required_tags: BTreeMap::from([("team".into(), "shop".into())]),
+                }],
+                dns: vec![DnsGrant {
+                    source: rule("alpha", "shop"),
+                    hosted_zone_ids: BTreeSet::from(["Z123".to_string()]),
+                    zone_names: BTreeSet::from(["example.com".to_string()]),
+                    record_name_suffixes: vec![NameSuffix {
+                        domain: "shop.example.com".into(),
+                        strict: true
+                    }],
+                    routing_policies: vec![Routing::Simple],
+                }],
+                ingress: vec![IngressGrant {
+                    source: rule("zeta", "groups"),
+                    group_names: BTreeSet::from(["shared-alb".to_string()]),
+                    host_suffixes: vec![],
+                }],
+            }
+        );
+    }
+}
