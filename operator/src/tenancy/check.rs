@@ -245,9 +245,15 @@ pub fn check(rights: &Rights, request: &TenancyRequest) -> Result<(), Refusal> {
         return Err(refusal(
             Refused::Namespace,
             "metadata.namespace",
-            "use the rights of namespace ".to_string() + &rights.namespace,
-            "nothing to this namespace".into(),
-            "namespaces listing it".into(),
+            format!(
+                "be checked against the rights of namespace {}",
+                rights.namespace
+            ),
+            format!(
+                "nothing to it: halo computed these rights for namespace {} (a bug in halo, refused to be safe)",
+                rights.namespace
+            ),
+            "nothing: report the bug".into(),
         ));
     }
     for adopt in &request.adopt {
