@@ -34,6 +34,7 @@ pub mod names;
 pub mod observed;
 pub mod render;
 pub mod status;
+pub mod tenancy;
 pub mod validate;
 
 /// Every failure halo knows about. Each becomes a condition reason, an Event and a metric label.

@@ -14,6 +14,7 @@ use halo::api::HighlyAvailableApp;
 use halo::http::Health;
 use halo::leader::{Ended, LeaseConfig, LeaseTiming, run_as_leader};
 use halo::render::render;
+use halo::tenancy::TenancyPolicy;
 use halo::validate::{owner_of, validate_in};
 use tracing::warn;
 
@@ -72,8 +73,12 @@ enum Command {
         #[command(flatten)]
         aws: Box<AwsArgs>,
     },
-    /// Print the HighlyAvailableApp CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (default: HighlyAvailableApp).
+    Crd {
+        /// Which CRD, by its plural (crds/halo.dev_<plural>.yaml).
+        #[arg(value_enum, default_value_t = CrdKind::Highlyavailableapps)]
+        kind: CrdKind,
+    },
     /// Print the Kubernetes objects halo would apply for a HighlyAvailableApp manifest, without a cluster.
     Render {
         /// A YAML file with one or more HighlyAvailableApp documents ('-' for standard input).
@@ -156,6 +161,12 @@ enum Output {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum CrdKind {
+    Highlyavailableapps,
+    Tenancypolicies,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Json,
     Text,
@@ -165,8 +176,8 @@ enum LogFormat {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", crd_yaml()?);
+        Command::Crd { kind } => {
+            print!("{}", crd_yaml(kind)?);
             Ok(())
         }
         Command::Render {
@@ -327,8 +338,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn crd_yaml() -> anyhow::Result<String> {
-    Ok(serde_saphyr::to_string(&HighlyAvailableApp::crd())?)
+fn crd_yaml(kind: CrdKind) -> anyhow::Result<String> {
+    Ok(match kind {
+        CrdKind::Highlyavailableapps => serde_saphyr::to_string(&HighlyAvailableApp::crd())?,
+        CrdKind::Tenancypolicies => serde_saphyr::to_string(&TenancyPolicy::crd())?,
+    })
 }
 
 /// Stands in for the operator's region in `halo render`.

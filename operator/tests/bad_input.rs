@@ -139,6 +139,9 @@ fn samples_are_accepted() {
     for name in &names {
         let text = std::fs::read_to_string(dir.join(name)).expect("sample reads");
         let manifest: Value = serde_saphyr::from_str(&text).expect("sample parses");
+        if manifest["kind"] == "TenancyPolicy" {
+            continue; // tenancy.yaml: checked against its own CRD in halo::tenancy's tests
+        }
         assert_eq!(refusals(&manifest), vec![], "{name}");
     }
 }
