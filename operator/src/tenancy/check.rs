@@ -8,7 +8,7 @@ use super::rights::{
     AdoptionGrant, DnsGrant, IdPattern, IngressGrant, Rights, normalize_name, normalize_zone_id,
 };
 use crate::Error;
-use crate::crd_dns::{Routing, ZoneRef};
+use crate::api::dns::{Routing, ZoneRef};
 
 /// What an app asks for beyond its own halo-named resources; filled from the validated app.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

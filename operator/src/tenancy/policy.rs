@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::crd_dns::Routing;
+use crate::api::dns::Routing;
 /// What the platform team lets application namespaces do beyond creating their own resources.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(

@@ -6,7 +6,7 @@ use std::fmt;
 use kube::ResourceExt;
 
 use super::policy::TenancyPolicy;
-use crate::crd_dns::Routing;
+use crate::api::dns::Routing;
 
 /// One rule of one policy, as refusals name it: `<policy>/<rule>`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
