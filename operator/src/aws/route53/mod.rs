@@ -638,8 +638,47 @@ pub fn check_ownership(
             kind: "Route 53 record set".into(),
             name: format!("{slot_label} (no {OWNER_RECORD_PREFIX} ownership record)"),
         }),
-        None => Ok(Slot::Free),
+        None => match foreign_namespace(id, at_owner_name) {
+            // Another namespace's app holds the name under another set identifier: joining it
+            // (a weighted record beside theirs) would take part of their traffic.
+            Some((holder, set)) => Err(Error::NotOwned {
+                kind: "Route 53 record name".into(),
+                name: format!(
+                    "{} (namespace {holder} holds it with set identifier {set:?}; a name belongs to one namespace)",
+                    id.record_name
+                ),
+            }),
+            None => Ok(Slot::Free),
+        },
     }
+}
+
+/// The namespace of another app's ownership record at the name (any other set identifier),
+/// when it is not ours: `(namespace, set identifier)`. Pure.
+fn foreign_namespace(id: &DnsIdentity, at_owner_name: &[RecordSet]) -> Option<(String, String)> {
+    at_owner_name
+        .iter()
+        .filter(|r| r.kind == RecordKind::Txt && r.set_identifier != id.set_identifier)
+        .find_map(|t| {
+            let RecordData::Values { values, .. } = &t.data else {
+                return None;
+            };
+            let namespace = values.iter().find_map(|v| txt_namespace(v))?;
+            (namespace != id.owner.namespace)
+                .then(|| (namespace, t.set_identifier.clone().unwrap_or_default()))
+        })
+}
+
+/// The namespace in an ownership TXT value (`"heritage=halo,owner=..,resource=<ns>/<name>"`).
+fn txt_namespace(value: &str) -> Option<String> {
+    let value = value.trim_matches('"');
+    if !value.starts_with("heritage=halo,") {
+        return None;
+    }
+    let resource = value
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("resource="))?;
+    resource.split_once('/').map(|(ns, _)| ns.to_string())
 }
 
 /// Our TXT's data, keeping the observed TTL (the value is what proves ownership).
@@ -1689,6 +1728,40 @@ mod tests {
             "Route 53 record set shop.example.com. with set identifier \"us-east-1\" (held by \"heritage=halo,owner=west,resource=shop/shop\"; give this app another dns.setIdentifier) exists and is not owned by this HighlyAvailableApp; rename or delete it"
         );
         assert_eq!(err.metric_label(), "ChildNotOwned");
+
+        // Another namespace's weighted record at the name, under another set identifier.
+        let mut evil = west.clone();
+        evil.identity.owner.namespace = "evil".into();
+        evil.identity.set_identifier = Some("evil".into());
+        let err = check_ownership(
+            &evil.identity,
+            &east.records,
+            std::slice::from_ref(&east.ownership),
+        )
+        .expect_err("another namespace's name");
+        assert_eq!(
+            err.to_string(),
+            "Route 53 record name shop.example.com. (namespace shop holds it with set identifier \"us-east-1\"; a name belongs to one namespace) exists and is not owned by this HighlyAvailableApp; rename or delete it"
+        );
+        // The same namespace's app in another region joins (the failover pair); a name that
+        // another namespace holds under any set identifier is refused.
+        assert_eq!(
+            check_ownership(id, &west.records, std::slice::from_ref(&west.ownership))
+                .expect("same namespace"),
+            Slot::Free
+        );
+        let mut evil_txt = west.ownership.clone();
+        evil_txt.set_identifier = Some("evil".into());
+        evil_txt.data = RecordData::Values {
+            ttl: 60,
+            values: vec!["\"heritage=halo,owner=west,resource=evil/shop\"".into()],
+        };
+        assert_eq!(
+            check_ownership(id, &west.records, &[evil_txt, west.ownership.clone()])
+                .expect_err("evil holds it")
+                .to_string(),
+            "Route 53 record name shop.example.com. (namespace evil holds it with set identifier \"evil\"; a name belongs to one namespace) exists and is not owned by this HighlyAvailableApp; rename or delete it"
+        );
 
         // A record someone wrote by hand in our slot.
         let err = check_ownership(id, &east.records, &[]).expect_err("unclaimed");
