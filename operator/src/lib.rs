@@ -85,6 +85,11 @@ pub enum Error {
         field: &'static str,
     },
 
+    /// The app asks for something its namespace's TenancyPolicy rights do not grant; refused
+    /// before any AWS call.
+    #[error("{0}")]
+    TenancyRefused(Box<tenancy::Refusal>),
+
     /// Cleanup cannot proceed until the user changes the spec.
     #[error("cannot delete {kind} {id}: {reason}")]
     DeletionBlocked {
@@ -109,6 +114,7 @@ impl Error {
             Error::Aws { .. } => "AWSAPIError",
             Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
             Error::DeletionBlocked { .. } => "DeletionBlocked",
+            Error::TenancyRefused(refusal) => refusal.refused.reason(),
         }
     }
 

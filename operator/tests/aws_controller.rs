@@ -16,8 +16,9 @@ use std::time::Duration;
 use aws_support::{aws, unique};
 use halo::api::HighlyAvailableApp;
 use halo::aws::{Aws, AwsConfig, is_read_only};
-use halo::controller::{Caches, Config, Context, Lookup, reconcile};
+use halo::controller::{Caches, Config, Context, Lookup, TenancyCache, reconcile};
 use halo::fixtures::merge;
+use halo::tenancy::TenancyPolicy;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
@@ -168,6 +169,7 @@ fn cluster(ns: &str, app: &str) -> Cluster {
             pods,
             nodes,
             secrets: secrets.into(),
+            tenancy: TenancyCache::of(vec![]),
         },
         deployments: dw,
         services: svw,
@@ -255,13 +257,40 @@ fn paths(requests: &[Seen]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An operator on `cluster`'s caches whose platform team granted the app's namespace what the
+/// app asks for (its hosted zone, any record name and routing policy): the tests of Route 53
+/// behaviour run inside their rights. The tenancy tests build their own.
 async fn context(api: &FakeApi, cluster: &Cluster, aws: Arc<Aws>) -> Arc<Context> {
+    let app = api.app();
+    let mut caches = cluster.caches.clone();
+    if let Some(zone) = app.spec.dns.as_ref().and_then(|d| d.hosted_zone_id.clone()) {
+        let ns = app.metadata.namespace.clone().expect("namespace");
+        caches.tenancy = TenancyCache::of(vec![policy(&format!(
+            "- name: dns\n  namespaces: [{ns}]\n  dns: {{hostedZoneIds: [{zone}], recordNameSuffixes: [example.com]}}\n"
+        ))]);
+    }
+    context_with(api, caches, aws)
+}
+
+fn context_with(api: &FakeApi, caches: Caches, aws: Arc<Aws>) -> Arc<Context> {
     Arc::new(Context::with_aws(
         api.client.clone(),
-        cluster.caches.clone(),
+        caches,
         Config::default(),
         aws,
     ))
+}
+
+/// A TenancyPolicy named `platform` with these rules (YAML list items).
+fn policy(rules: &str) -> TenancyPolicy {
+    let yaml = format!(
+        "apiVersion: halo.dev/v1alpha1\nkind: TenancyPolicy\nmetadata: {{name: platform}}\nspec:\n  rules:\n{}",
+        rules
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    );
+    serde_saphyr::from_str(&yaml).expect("policy parses")
 }
 
 /// Reconciles until the app stops changing; returns the last reconcile's requests and action.
@@ -1561,4 +1590,199 @@ async fn app_with_tables_bucket_and_alarms_converges_and_deletes() {
         .await
         .expect("describe");
     assert_eq!(left.metric_alarms().len(), 0);
+}
+
+/// Requests other than Events the fake API server saw.
+fn writes_besides_events(requests: &[Seen]) -> Vec<(String, String)> {
+    paths(requests)
+        .into_iter()
+        .filter(|(_, p)| !p.ends_with("/events") && !p.contains("/events/"))
+        .collect()
+}
+
+/// Reconciles `app` once against `tenancy`; the refusal, the requests and the AWS calls.
+async fn refused(
+    app: &HighlyAvailableApp,
+    tenancy: TenancyCache,
+) -> (
+    halo::Error,
+    Vec<Seen>,
+    HighlyAvailableApp,
+    BTreeMap<String, u64>,
+    u64,
+) {
+    let ns = app.metadata.namespace.clone().expect("namespace");
+    let api = fake_api(app);
+    let mut cluster = cluster(&ns, "shop");
+    cluster.caches.tenancy = tenancy;
+    let aws = Arc::new(aws().await);
+    let ctx = context_with(&api, cluster.caches.clone(), aws.clone());
+    let err = reconcile(Arc::new(api.app()), ctx)
+        .await
+        .expect_err("refused");
+    let calls = aws.calls().snapshot();
+    let route53 = aws.route53_calls().total();
+    (err, api.take(), api.app(), calls, route53)
+}
+
+/// A namespace no TenancyPolicy names may not write Route 53 records; one whose rule grants
+/// another zone may not write into this one. Refused on Ready with the rule's reason, before
+/// any AWS call and before the finalizer: nothing exists to clean up.
+#[tokio::test]
+async fn dns_outside_the_namespace_policy_is_refused_before_any_aws_call() {
+    let ns = unique("evil");
+    let app = dns_app(&ns, "Z0000000000000000000", "shop.example.com", "primary");
+    let (err, requests, after, calls, route53) = refused(&app, TenancyCache::of(vec![])).await;
+    assert_eq!(err.metric_label(), "TenancyDNSNotAllowed");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "spec.dns: namespace {ns} may not write the failover Route 53 record shop.example.com (set identifier us-east-1) in hosted zone Z0000000000000000000: no TenancyPolicy names namespace {ns}, so it may only create its own resources (no adoption, no DNS record, no ALB group); the platform team can allow it with a TenancyPolicy rule naming namespace {ns} with dns: {{hostedZoneIds: [Z0000000000000000000], recordNameSuffixes: [shop.example.com], routingPolicies: [failover]}}"
+        )
+    );
+    assert_eq!(
+        writes_besides_events(&requests),
+        vec![(
+            "PATCH".to_string(),
+            format!("/apis/halo.dev/v1alpha1/namespaces/{ns}/highlyavailableapps/shop/status")
+        )]
+    );
+    let (status, reason, _) = condition(&after, "Ready");
+    assert_eq!((status, reason), ("False", "TenancyDNSNotAllowed"));
+    assert_eq!(after.metadata.finalizers, None);
+    assert_eq!((calls, route53), (BTreeMap::new(), 0));
+
+    // A rule for the namespace grants another zone only.
+    let other_zone = TenancyCache::of(vec![policy(&format!(
+        "- name: dns\n  namespaces: [{ns}]\n  dns: {{hostedZoneIds: [Z1111111111111111111], recordNameSuffixes: [example.com]}}\n"
+    ))]);
+    let (err, _, after, calls, route53) = refused(&app, other_zone).await;
+    assert_eq!(err.metric_label(), "TenancyHostedZoneNotAllowed");
+    assert_eq!(condition(&after, "Ready").1, "TenancyHostedZoneNotAllowed");
+    assert_eq!((calls, route53), (BTreeMap::new(), 0));
+}
+
+/// Adoption needs a grant by identifier: namespace B adopting A's retained (untagged) cluster,
+/// an untagged cluster nobody granted, or A's cache is refused before any AWS call. With the
+/// grant, the cluster is adopted (tagged with B's uid); A's cache, still tagged for A, is
+/// refused by ownership even with a grant, and nothing is written to it.
+#[tokio::test]
+async fn adoption_needs_a_grant_by_identifier() {
+    let aws_a = aws().await;
+    let legacy = unique("retained");
+    let rds = aws_a.rds().await;
+    rds.create_db_cluster()
+        .db_cluster_identifier(&legacy)
+        .engine("aurora-postgresql")
+        .master_username("legacyadmin")
+        .manage_master_user_password(true)
+        .send()
+        .await
+        .expect("create retained cluster");
+    let b = unique("b");
+    let adopting = |database: &str| {
+        let mut app = data_app(&b, "shop", database);
+        app.spec.cache = None;
+        app
+    };
+    let app = adopting(&format!("{{adopt: {{clusterIdentifier: {legacy}}}}}"));
+
+    // No policy, and a policy granting another identifier: refused, no AWS call at all.
+    for tenancy in [
+        TenancyCache::of(vec![]),
+        TenancyCache::of(vec![policy(&format!(
+            "- name: adopt\n  namespaces: [{b}]\n  adoption: {{allowed: true, auroraClusters: [legacy-billing]}}\n"
+        ))]),
+    ] {
+        let (err, _, after, calls, _) = refused(&app, tenancy).await;
+        assert!(
+            err.metric_label().starts_with("TenancyAdoption"),
+            "{}",
+            err.metric_label()
+        );
+        assert_eq!(
+            condition(&after, "Ready").1,
+            err.metric_label(),
+            "the refusal is on Ready"
+        );
+        assert!(err.to_string().starts_with(&format!(
+            "spec.database.adopt.clusterIdentifier: namespace {b} may not adopt Aurora cluster {legacy}"
+        )));
+        assert_eq!(calls, BTreeMap::new());
+    }
+
+    // Granted by identifier: adopted and tagged for B.
+    let granted = TenancyCache::of(vec![policy(&format!(
+        "- name: adopt\n  namespaces: [{b}]\n  adoption: {{allowed: true, auroraClusters: [{legacy}]}}\n"
+    ))]);
+    let api = fake_api(&app);
+    let mut cluster_b = cluster(&b, "shop");
+    cluster_b.caches.tenancy = granted;
+    let aws_b = Arc::new(aws().await);
+    let ctx = context_with(&api, cluster_b.caches.clone(), aws_b.clone());
+    let _ = reconcile(Arc::new(api.app()), ctx.clone()).await;
+    let _ = reconcile(Arc::new(api.app()), ctx).await;
+    let events = events(&api.take());
+    assert!(
+        events.contains(&(
+            "Adopted".to_string(),
+            format!("Aurora cluster {legacy}: adopted and tagged")
+        )),
+        "{events:?}"
+    );
+    let tags = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(&legacy)
+        .send()
+        .await
+        .expect("describe")
+        .db_clusters()[0]
+        .tag_list()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or("").to_string(),
+                t.value().unwrap_or("").to_string(),
+            )
+        })
+        .collect::<Vec<_>>();
+    let uid = api.app().metadata.uid.expect("uid");
+    assert!(
+        tags.contains(&("halo.dev/uid".to_string(), uid)),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&("halo.dev/namespace".to_string(), b.clone())));
+
+    // A's cache, tagged for A: refused without a grant (no call), and by ownership with one.
+    let a = unique("a");
+    let app_a = data_app(&a, "shop", "{instances: 1, deletionProtection: false}");
+    let api_a = fake_api(&app_a);
+    let mut cluster_a = cluster(&a, "shop");
+    let ctx_a = context(&api_a, &cluster_a, Arc::new(aws().await)).await;
+    converge(&api_a, &mut cluster_a, &ctx_a).await;
+    let owner_a = halo::validate::owner_of(&app_a, "default", None).expect("owner");
+    let group_id = halo::validate::validate(&app_a, owner_a)
+        .expect("valid")
+        .names
+        .cache_id
+        .expect("A's cache id");
+    let mut steal = data_app(&b, "web", "{instances: 1}");
+    steal.spec.database = None;
+    steal.spec.cache = Some(
+        serde_saphyr::from_str(&format!("{{adopt: {{replicationGroupId: {group_id}}}}}"))
+            .expect("cache spec"),
+    );
+    let (err, _, _, calls, _) = refused(&steal, TenancyCache::of(vec![])).await;
+    assert_eq!(err.metric_label(), "TenancyAdoptionNotAllowed");
+    assert_eq!(calls, BTreeMap::new());
+    let granted = TenancyCache::of(vec![policy(&format!(
+        "- name: adopt\n  namespaces: [{b}]\n  adoption: {{allowed: true, elastiCacheReplicationGroups: [{group_id}]}}\n"
+    ))]);
+    let (err, _, after, calls, _) = refused(&steal, granted).await;
+    assert_eq!(err.metric_label(), "AWSResourceNotOwned");
+    assert_eq!(condition(&after, "CacheReady").1, "AWSResourceNotOwned");
+    assert!(
+        calls.keys().all(|api| is_read_only(api)),
+        "only reads on A's cache: {calls:?}"
+    );
 }

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use futures::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use super::secrets::{self, SecretCache};
+use crate::tenancy::TenancyPolicy;
 
 /// Watch caches of everything a reconcile observes.
 #[derive(Clone)]
@@ -29,6 +30,31 @@ pub struct Caches {
     pub nodes: Store<Node>,
     /// Connection Secrets halo manages.
     pub secrets: SecretCache,
+    /// What each namespace may touch outside itself.
+    pub tenancy: TenancyCache,
+}
+
+/// The TenancyPolicies and the namespaces' labels (what the policies select namespaces by).
+#[derive(Clone)]
+pub struct TenancyCache {
+    pub policies: Store<TenancyPolicy>,
+    /// Namespaces with their labels only.
+    pub namespaces: Store<Namespace>,
+}
+
+impl TenancyCache {
+    /// A fixed set of policies and no namespace labels (tests, `halo render`).
+    pub fn of(policies: Vec<TenancyPolicy>) -> Self {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for p in policies {
+            writer.apply_watcher_event(&watcher::Event::Apply(p));
+        }
+        let (namespaces, _) = kube::runtime::reflector::store();
+        TenancyCache {
+            policies: store,
+            namespaces,
+        }
+    }
 }
 
 impl Caches {
@@ -45,6 +71,8 @@ impl Caches {
             self.pods.wait_until_ready(),
             self.nodes.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.tenancy.policies.wait_until_ready(),
+            self.tenancy.namespaces.wait_until_ready(),
         );
         all.0.is_ok()
             && all.1.is_ok()
@@ -54,6 +82,8 @@ impl Caches {
             && all.5.is_ok()
             && all.6.is_ok()
             && all.7.is_ok()
+            && all.8.is_ok()
+            && all.9.is_ok()
     }
 }
 

@@ -46,7 +46,7 @@ use crate::render::render_observed;
 use crate::validate::owner_of;
 use crate::{Error, Result};
 
-pub use caches::Caches;
+pub use caches::{Caches, TenancyCache};
 pub use events::applied_event;
 pub use observe::{alb_hostname, cluster_zones, placements};
 pub use requeue::{backoff, error_policy};

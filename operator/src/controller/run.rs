@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -20,10 +20,11 @@ use crate::api::HighlyAvailableApp;
 use crate::conditions::READY;
 use crate::meta::APP_LABEL;
 
-use super::caches::managed_cache;
+use super::caches::{TenancyCache, managed_cache};
 use super::requeue::error_policy;
 use super::secrets::SecretCache;
 use super::{Caches, Config, Context, reconcile};
+use crate::tenancy::TenancyPolicy;
 
 /// The controller's cache of apps, for the apps-by-Ready gauge at scrape time. Set while this
 /// replica leads; a follower has none (it reports no apps rather than a stale count).
@@ -99,6 +100,29 @@ pub async fn run(
         .touched_objects()
         .for_each(|_| futures::future::ready(()));
     let mut guard = RunGuard(vec![tokio::spawn(node_stream)]);
+    let (policies, policy_writer) = reflector::store();
+    let policy_stream = watcher(
+        Api::<TenancyPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(policy_writer)
+    .touched_objects();
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_stream = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    // Policies select namespaces by label: the rest is dropped.
+    .modify(|n: &mut Namespace| {
+        n.metadata.managed_fields = None;
+        n.metadata.annotations = None;
+        n.spec = None;
+        n.status = None;
+    })
+    .reflect(namespace_writer)
+    .touched_objects();
 
     let caches = Caches {
         deployments,
@@ -109,6 +133,10 @@ pub async fn run(
         pods,
         nodes,
         secrets,
+        tenancy: TenancyCache {
+            policies,
+            namespaces,
+        },
     };
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
     let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
@@ -127,6 +155,30 @@ pub async fn run(
     if let Ok(mut store) = APP_STORE.write() {
         *store = Some(controller.store());
     }
+    // A changed policy can grant or withdraw rights of any app; a namespace's labels those of
+    // its apps: look at them again.
+    let every_app = {
+        let store = controller.store();
+        move |_: TenancyPolicy| {
+            store
+                .state()
+                .iter()
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let apps_in = {
+        let store = controller.store();
+        move |ns: Namespace| {
+            let name = ns.name_any();
+            store
+                .state()
+                .iter()
+                .filter(|a| a.namespace().as_deref() == Some(name.as_str()))
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
     let synced = ctx.clone();
     guard.0.push(tokio::spawn(async move {
         // Not the app store's wait_until_ready(): kube-runtime's runner already waits on it
@@ -147,6 +199,8 @@ pub async fn run(
         .owns_stream(ing_stream)
         .owns_stream(secret_stream)
         .watches_stream(pod_stream, pod_to_app)
+        .watches_stream(policy_stream, every_app)
+        .watches_stream(namespace_stream, apps_in)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -97,6 +97,7 @@ fn caches() -> (Caches, Writers) {
             pods,
             nodes,
             secrets: secrets.into(),
+            tenancy: TenancyCache::of(vec![]),
         },
         Writers {
             deployments: dw,

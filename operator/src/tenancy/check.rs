@@ -211,13 +211,9 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Until `Error` has a variant of its own for tenancy: an invalid spec naming the field.
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Error {
-        Error::InvalidSpec {
-            message: r.message(),
-            field: r.field,
-        }
+        Error::TenancyRefused(Box::new(r))
     }
 }
 
