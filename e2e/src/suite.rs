@@ -186,3 +186,75 @@ pub async fn publish_alb_hostname(ns: &str, name: &str, hostname: &str) -> anyho
     ])
     .await
 }
+
+/// Plays the platform team: applies the TenancyPolicy `name` with these rules (JSON), as the
+/// cluster admin (tenants cannot write cluster-scoped objects).
+pub async fn apply_tenancy_policy(
+    client: &Client,
+    name: &str,
+    rules: serde_json::Value,
+) -> anyhow::Result<()> {
+    let api: Api<halo::tenancy::TenancyPolicy> = Api::all(client.clone());
+    let body = json!({
+        "apiVersion": "halo.dev/v1alpha1",
+        "kind": "TenancyPolicy",
+        "metadata": {"name": name},
+        "spec": {"rules": rules},
+    });
+    api.patch(
+        name,
+        &kube::api::PatchParams::apply("halo-e2e").force(),
+        &kube::api::Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Grants namespace `ns` Route 53 records in the zone (by id and by name) under its name.
+pub async fn grant_dns(client: &Client, ns: &str, zone_id: &str, zone: &str) -> anyhow::Result<()> {
+    apply_tenancy_policy(
+        client,
+        &format!("e2e-{ns}"),
+        json!([{"name": "dns", "namespaces": [ns],
+                "dns": {"hostedZoneIds": [zone_id], "zoneNames": [zone], "recordNameSuffixes": [zone]}}]),
+    )
+    .await
+}
+
+/// Deletes the TenancyPolicy `name` (absent already is fine).
+pub async fn delete_tenancy_policy(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<halo::tenancy::TenancyPolicy> = Api::all(client.clone());
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until condition `type_` of the app has `reason` (for the current generation).
+pub async fn wait_reason(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> anyhow::Result<HighlyAvailableApp> {
+    let api: Api<HighlyAvailableApp> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{ns}/{name} {type_} reason {reason}"),
+        CONVERGE,
+        || {
+            let api = api.clone();
+            async move {
+                let app = api.get(name).await?;
+                let current = app.status.as_ref().and_then(|s| s.observed_generation)
+                    == app.metadata.generation;
+                Ok(
+                    (current && condition(&app, type_).is_some_and(|c| c.1 == reason))
+                        .then_some(app),
+                )
+            }
+        },
+    )
+    .await
+}

@@ -38,6 +38,7 @@ pub async fn s11_full_architecture_converges_and_deletes_by_policy() -> anyhow::
     let client = setup().await?;
     let ns = TestNamespace::create(&client, "e2e-full").await?;
     let (aws, r53, zone_id, zone) = emulator_with_zone(&ns.name).await?;
+    halo_e2e::suite::grant_dns(&client, &ns.name, &zone_id, &zone).await?;
     let record = format!("checkout.{zone}");
     let app = sample(
         "architecture.yaml",

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use halo::api::HighlyAvailableApp;
 use halo_e2e::route53::{emulator_with_zone, primary_records, zone_records};
 use halo_e2e::suite::{
-    CONVERGE, create_app, get, publish_alb_hostname, require_emulator, setup, wait_condition,
-    wait_deleted,
+    CONVERGE, create_app, get, grant_dns, publish_alb_hostname, require_emulator, setup,
+    wait_condition, wait_deleted,
 };
 use halo_e2e::{
     HALO_USER_AGENT, RESYNC_SECONDS, TestNamespace, audit, condition, kubectl, sample, state_dir,
@@ -27,6 +27,7 @@ pub async fn s10_dns_record_follows_the_alb_and_goes_with_the_app() -> anyhow::R
     let client = setup().await?;
     let ns = TestNamespace::create(&client, "e2e-dns").await?;
     let (_aws, r53, zone_id, zone) = emulator_with_zone(&ns.name).await?;
+    grant_dns(&client, &ns.name, &zone_id, &zone).await?;
     let record = format!("shop.{zone}");
 
     let app = sample(

@@ -11,6 +11,7 @@ mod data;
 mod dns;
 mod failures;
 mod lifecycle;
+mod tenancy;
 
 /// One `#[tokio::test]` per `module::sNN_name`, named `sNN_name`, that runs that scenario.
 macro_rules! scenarios {
@@ -34,4 +35,5 @@ scenarios! {
     failures::s09_zone_failure_and_recovery,
     dns::s10_dns_record_follows_the_alb_and_goes_with_the_app,
     architecture::s11_full_architecture_converges_and_deletes_by_policy,
+    tenancy::s12_tenants_stay_within_their_policy,
 }
