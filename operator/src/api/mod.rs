@@ -13,8 +13,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// A highly available application: a Deployment spread across zones, with a
-/// PodDisruptionBudget, optional autoscaling and an optional ALB Ingress.
+/// A highly available application. Every section but `image` and `port` is optional; each adds
+/// what it names:
+/// - always: a Deployment spread across zones (`replicas`, `zones`, `healthCheck`,
+///   `failureReaction`, and the container fields `env`, `envFrom`, `resources`, `command`,
+///   `args`), a ClusterIP Service and a PodDisruptionBudget (`disruption`);
+/// - `autoscaling`: a HorizontalPodAutoscaler, which then owns the replica count;
+/// - `ingress`: an Ingress for the AWS Load Balancer Controller (an ALB);
+/// - `dns`: a Route 53 record for the ALB with a Route 53 health check (needs `ingress`);
+/// - `database`: an Aurora cluster; `cache`: an ElastiCache replication group;
+/// - `dynamodb`: DynamoDB tables; `staticAssets`: an S3 bucket, optionally replicated;
+/// - `alarms`: CloudWatch alarms on the ALB, the database, the cache, the health check and the
+///   tables.
+///
+/// The endpoints of the database, the cache, the tables and the bucket reach the pods through
+/// the Secret `<name>-connection`. An app with `dns`, `database`, `cache`, `dynamodb`,
+/// `staticAssets` or `alarms` carries the finalizer `halo.dev/cleanup`: deleting it waits until
+/// AWS confirmed each section's deletion policy.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "halo.dev",
@@ -25,7 +40,7 @@ use serde::{Deserialize, Serialize};
     shortname = "haapp",
     shortname = "haa",
     category = "halo",
-    doc = "An application that survives the loss of a node or an Availability Zone: halo renders it into a zone-spread Deployment, a Service, a PodDisruptionBudget, an optional HorizontalPodAutoscaler and an optional ALB Ingress.",
+    doc = "An application that survives the loss of a node or an Availability Zone: halo renders it into a zone-spread Deployment, a Service, a PodDisruptionBudget, an optional HorizontalPodAutoscaler and an optional ALB Ingress, and creates the AWS parts the spec asks for (Route 53 record, Aurora, ElastiCache, DynamoDB, S3, CloudWatch alarms). `kubectl explain haapp.spec` lists the sections, `haapp.status.conditions` what each condition means.",
     namespaced,
     cel,
     status = "HighlyAvailableAppStatus",
@@ -494,15 +509,37 @@ impl Scheme {
     }
 }
 
-/// What halo observed. Written only by halo, through the status subresource.
+/// What halo observed. Written only by halo, through the status subresource: `conditions` (what
+/// is ready), `replicas`/`readyReplicas`/`selector` (the scale subresource), `zones` and
+/// `zoneSpread` (ready pods per zone), `endpoints` (the app's URL, the ALB, the database and
+/// cache endpoints), `connectionSecret`, and what halo wrote in AWS: `dns`, `dynamodbTables`,
+/// `staticAssets`, `alarms`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HighlyAvailableAppStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready (all of the others), ComputeReady, IngressReady, DNSReady, ZoneResilient,
-    /// DatabaseReady, CacheReady.
+    /// The app's conditions; a section's condition exists only while the spec has the section.
+    /// True means:
+    /// - `Ready`: every other condition except `AlarmsOK` is True; a failed reconcile shows
+    ///   here with its error kind as reason.
+    /// - `ComputeReady`: the Deployment has rolled out and every desired replica is available.
+    /// - `IngressReady` (`ingress`): the ALB has a hostname.
+    /// - `DNSReady` (`dns`): halo wrote the Route 53 record and, with a health check, more than
+    ///   18% of Route 53's checkers see the ALB healthy.
+    /// - `ZoneResilient`: ready pods span `zones.minZones` zones and losing any one zone leaves
+    ///   at least `zones.minReadyAfterZoneLoss` ready pods.
+    /// - `DatabaseReady` (`database`): the Aurora cluster is available with as many available
+    ///   instances as `instances` says, in at least two zones with `multiAZ`.
+    /// - `CacheReady` (`cache`): the replication group is available with no change pending, its
+    ///   nodes in at least two zones with `multiAZ`.
+    /// - `DynamoDBReady` (`dynamodb`): every table (and replica) is ACTIVE with the spec's
+    ///   settings.
+    /// - `StaticAssetsReady` (`staticAssets`): the bucket (and the replica bucket) has every
+    ///   setting of the spec.
+    /// - `AlarmsOK` (`alarms`): no alarm of the app is in ALARM (or `enabled: false`); reported,
+    ///   not part of `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Pods of the current Deployment (for the scale subresource).
