@@ -1,11 +1,13 @@
 //! halo turns one `HighlyAvailableApp` into an application that survives the loss of a
 //! node or an Availability Zone.
 //!
-//! One reconcile is a pipeline; only the ends touch the API server:
+//! One reconcile is a pipeline of named stages ([`controller`]); only `aws`, `apply` and the
+//! status write talk to anything outside the process:
 //!
 //! ```text
-//! observe ──> validate ──> render ──> apply ──> status
-//! (caches)   (no client)  (no client) (client)  (pure compute, one patch)
+//! validate ──> aws ──> render ──> apply ──> observe ──> status ──> requeue
+//! (+ tenancy,  (plan,   (pure)    (server-  (watch      (pure,     (when to look
+//!  Secret ns)  backend)           side)     caches)     one patch)  again; rebalance)
 //! ```
 //!
 //! ```text
@@ -14,8 +16,10 @@
 //!                     ├─> PodDisruptionBudget
 //!                     ├─> HorizontalPodAutoscaler   (only with spec.autoscaling)
 //!                     ├─> Ingress (AWS Load Balancer Controller) (only with spec.ingress)
-//!                     └─> Route 53 record + health check on the ALB (only with spec.dns,
-//!                         once the Ingress status has the ALB hostname)
+//!                     ├─> Secret <name>-connection  (with a data section)
+//!                     └─> AWS, through one Backend (aws::backend) and one Service per AWS
+//!                         service: Aurora, ElastiCache, Route 53 (record + health check on
+//!                         the ALB), DynamoDB, S3, CloudWatch alarms
 //! ```
 #![forbid(unsafe_code)]
 

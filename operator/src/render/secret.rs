@@ -70,7 +70,7 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
     data
 }
 
-/// The Secret, or `None` when the app has neither database nor cache (it must not exist).
+/// The Secret, or `None` when the app has no data section (database, cache, tables, bucket): it must not exist.
 pub fn connection_secret(app: &ValidatedApp, conn: &Connection) -> Option<Secret> {
     let name = app.names.connection_secret.clone()?;
     let mut metadata = app.owner.child_meta();
