@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -79,29 +79,43 @@ impl SecretCache {
         )
     }
 
-    /// Completes once every cache has its first list.
+    /// Completes once the cluster-wide cache has its first list. Per-namespace caches are not
+    /// waited for here: a watch that cannot list (a namespace deleted, or not granted to halo)
+    /// must not hold up every app and finalizer of the cluster; [`SecretCache::check`] refuses
+    /// only the apps of that namespace until it lists.
     pub async fn wait_until_ready(
         &self,
     ) -> std::result::Result<(), reflector::store::WriterDropped> {
         match self {
             SecretCache::All(store) => store.wait_until_ready().await,
-            SecretCache::Namespaces(stores) => {
-                for store in stores.values() {
-                    store.wait_until_ready().await?;
-                }
-                Ok(())
-            }
+            SecretCache::Namespaces(_) => Ok(()),
         }
     }
 
-    /// Refuses an app that needs a connection Secret in a namespace halo may not write to.
+    /// Refuses an app that needs a connection Secret in a namespace halo may not write to, or
+    /// whose Secret watch has not listed yet.
     pub fn check(&self, app: ValidatedApp, needs_secret: bool) -> Result<ValidatedApp> {
         let SecretCache::Namespaces(stores) = self else {
             return Ok(app);
         };
         let ns = &app.owner.namespace;
-        if !needs_secret || stores.contains_key(ns) {
+        if !needs_secret {
             return Ok(app);
+        }
+        if let Some(store) = stores.get(ns) {
+            let listed = matches!(store.wait_until_ready().now_or_never(), Some(Ok(())));
+            if listed {
+                return Ok(app);
+            }
+            return Err(Error::InvalidSpec {
+                field: "metadata.namespace".into(),
+                message: format!(
+                    "the watch of connection Secrets in namespace {ns} has not listed yet: check \
+                     that the namespace exists and that halo's Role there grants list and watch \
+                     on secrets (halo's log names the watch error); apps in other namespaces \
+                     are not held up; nothing was created in AWS"
+                ),
+            });
         }
         let allowed: Vec<&str> = stores.keys().map(String::as_str).collect();
         Err(Error::InvalidSpec {
@@ -153,6 +167,7 @@ mod tests {
         let mut stores = BTreeMap::new();
         for ns in namespaces {
             let (reader, mut writer) = reflector::store::<Secret>();
+            writer.apply_watcher_event(&Event::InitDone);
             writer.apply_watcher_event(&Event::Apply(secret(ns, "web-connection")));
             stores.insert((*ns).to_string(), reader);
         }
@@ -195,5 +210,34 @@ mod tests {
         assert!(cache.check(app("other"), false).is_ok(), "no Secret needed");
         let (all, _) = reflector::store::<Secret>();
         assert!(SecretCache::All(all).check(app("other"), true).is_ok());
+    }
+
+    /// A namespace whose Secret watch never lists (deleted, or no RBAC there) holds up only the
+    /// apps of that namespace: the cluster-wide readiness does not wait for it, and its apps are
+    /// refused with what to check.
+    #[test]
+    fn a_namespace_that_never_lists_holds_up_only_its_own_apps() {
+        let SecretCache::Namespaces(mut stores) = namespaced(&["shop"]) else {
+            unreachable!("namespaced caches");
+        };
+        let (gone, _writer) = reflector::store::<Secret>();
+        stores.insert("gone".to_string(), gone);
+        let cache = SecretCache::Namespaces(stores);
+        assert!(matches!(
+            cache.wait_until_ready().now_or_never(),
+            Some(Ok(()))
+        ));
+        assert!(cache.check(app("shop"), true).is_ok());
+        assert!(cache.check(app("gone"), false).is_ok(), "no Secret needed");
+        let Err(Error::InvalidSpec { field, message }) = cache.check(app("gone"), true) else {
+            panic!("accepted an app whose Secret cache never listed");
+        };
+        assert_eq!(field, "metadata.namespace");
+        assert!(
+            message.starts_with(
+                "the watch of connection Secrets in namespace gone has not listed yet"
+            ),
+            "{message}"
+        );
     }
 }
