@@ -150,6 +150,7 @@ impl AwsArgs {
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty()),
             s3_replication_role_arn: self.s3_replication_role_arn.filter(|s| !s.is_empty()),
+            call_timeout: halo::aws::client::DEFAULT_CALL_TIMEOUT,
         }
     }
 }

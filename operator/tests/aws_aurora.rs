@@ -572,3 +572,37 @@ async fn adopting_a_missing_cluster_is_a_spec_error() {
         )
     );
 }
+
+/// A request AWS never answers fails with `Timeout` after the configured call timeout (the
+/// reconcile backs off) instead of holding the reconcile forever. The "AWS" here is a loopback
+/// socket that accepts connections and never answers.
+#[tokio::test]
+async fn a_request_aws_never_answers_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let silent = std::thread::spawn(move || {
+        // Hold every connection open, answering nothing.
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let config = AwsConfig {
+        call_timeout: std::time::Duration::from_secs(2),
+        ..AwsConfig::default()
+    };
+    let aws = Aws::with_sdk_config(config, aws_support::sdk_at(&url).await);
+    let rds = aws.rds().await;
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        aws.call(
+            "rds:DescribeDBClusters",
+            rds.describe_db_clusters().db_cluster_identifier("x").send(),
+        ),
+    )
+    .await
+    .expect("the call timed out by itself, well before the guard");
+    let err = result.expect_err("no answer");
+    assert!(halo::aws::is_code(&err, "Timeout"), "{err}");
+    assert!(!err.is_throttled());
+    drop(silent);
+}

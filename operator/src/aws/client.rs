@@ -36,6 +36,9 @@ pub struct AwsConfig {
     pub cluster_id: Option<String>,
     /// IAM role S3 assumes to replicate static assets to another region.
     pub s3_replication_role_arn: Option<String>,
+    /// Longest one AWS request may take, retries included: a hung call fails (and the
+    /// reconcile backs off) instead of holding a concurrency slot forever.
+    pub call_timeout: Duration,
 }
 
 impl Default for AwsConfig {
@@ -50,8 +53,21 @@ impl Default for AwsConfig {
             poll_stable: Duration::from_secs(300),
             cluster_id: None,
             s3_replication_role_arn: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
+}
+
+/// Default of [`AwsConfig::call_timeout`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SDK's timeouts for a request that may take `total`: connecting, each attempt, the whole.
+pub fn timeout_config(total: Duration) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(total.min(Duration::from_secs(5)))
+        .operation_attempt_timeout(total / 2)
+        .operation_timeout(total)
+        .build()
 }
 
 /// The cluster id used when neither `--cluster-id` nor a region is known.
@@ -138,6 +154,10 @@ impl Aws {
 
     /// With a ready-made SDK configuration (tests point it at an emulator).
     pub fn with_sdk_config(config: AwsConfig, sdk: aws_config::SdkConfig) -> Self {
+        let sdk = sdk
+            .into_builder()
+            .timeout_config(timeout_config(config.call_timeout))
+            .build();
         Aws {
             config,
             sdk: OnceCell::new_with(Some(sdk)),
@@ -233,7 +253,8 @@ impl Aws {
     pub async fn sdk_config(&self) -> &aws_config::SdkConfig {
         self.sdk
             .get_or_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(timeout_config(self.config.call_timeout));
                 if let Some(region) = &self.config.region {
                     loader = loader.region(aws_config::Region::new(region.clone()));
                 }

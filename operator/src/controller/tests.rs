@@ -97,7 +97,13 @@ fn caches() -> (Caches, Writers) {
             pods,
             nodes,
             secrets: secrets.into(),
-            tenancy: TenancyCache::of(vec![]),
+            // The platform team lets every namespace join the shared ALB group of the full sample.
+            tenancy: TenancyCache::of(vec![
+                serde_saphyr::from_str(
+                    "apiVersion: halo.dev/v1alpha1\nkind: TenancyPolicy\nmetadata: {name: platform}\nspec:\n  rules:\n  - name: alb\n    namespaceSelector: {}\n    ingress: {groupNames: [shared-alb]}\n",
+                )
+                .expect("policy parses"),
+            ]),
         },
         Writers {
             deployments: dw,

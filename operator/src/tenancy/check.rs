@@ -603,7 +603,7 @@ mod tests {
         assert_eq!(refusal.refused.reason(), "TenancyAdoptionNotAllowed");
         assert_eq!(
             Error::from(refusal).to_string(),
-            "invalid spec: spec.database.adopt.clusterIdentifier: namespace evil may not adopt Aurora cluster prod-billing: no TenancyPolicy names namespace evil, so it may only create its own resources (no adoption, no DNS record, no ALB group); the platform team can allow it with a TenancyPolicy rule naming namespace evil with adoption: {allowed: true, auroraClusters: [prod-billing]}"
+            "spec.database.adopt.clusterIdentifier: namespace evil may not adopt Aurora cluster prod-billing: no TenancyPolicy names namespace evil, so it may only create its own resources (no adoption, no DNS record, no ALB group); the platform team can allow it with a TenancyPolicy rule naming namespace evil with adoption: {allowed: true, auroraClusters: [prod-billing]}"
         );
     }
 
