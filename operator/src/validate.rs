@@ -205,18 +205,45 @@ pub fn resolve_names(app: &ValidatedApp) -> Names {
             Some(a) => a.cluster_identifier.to_ascii_lowercase(),
             None => names::resource_id(owner, names::MAX_CLUSTER_ID),
         }),
+        legacy_database_id: app
+            .database
+            .as_ref()
+            .filter(|db| db.adopt.is_none())
+            .and_then(|_| {
+                names::differing(
+                    &names::resource_id(owner, names::MAX_CLUSTER_ID),
+                    names::legacy::resource_id(owner, names::MAX_CLUSTER_ID),
+                )
+            }),
         cache_id: app.cache.as_ref().map(|c| match &c.adopt {
             Some(a) => a.replication_group_id.clone(),
             None => names::resource_id(owner, names::MAX_GROUP_ID),
         }),
+        legacy_cache_id: app
+            .cache
+            .as_ref()
+            .filter(|c| c.adopt.is_none())
+            .and_then(|_| {
+                names::differing(
+                    &names::resource_id(owner, names::MAX_GROUP_ID),
+                    names::legacy::resource_id(owner, names::MAX_GROUP_ID),
+                )
+            }),
         tables: app
             .dynamodb
             .iter()
             .flat_map(|d| &d.tables)
-            .map(|t| TableNames {
-                name: t.name.clone(),
-                table_name: names::table_name(owner, &t.name),
-                env_key: names::env_key(&t.name),
+            .map(|t| {
+                let table_name = names::table_name(owner, &t.name);
+                TableNames {
+                    name: t.name.clone(),
+                    legacy_table_name: names::differing(
+                        &table_name,
+                        names::legacy::table_name(owner, &t.name),
+                    ),
+                    table_name,
+                    env_key: names::env_key(&t.name),
+                }
             })
             .collect(),
         bucket: app.static_assets.as_ref().map(|s| {
@@ -224,6 +251,16 @@ pub fn resolve_names(app: &ValidatedApp) -> Names {
                 .clone()
                 .unwrap_or_else(|| names::default_bucket(owner))
         }),
+        legacy_bucket: app
+            .static_assets
+            .as_ref()
+            .filter(|s| s.bucket.is_none())
+            .and_then(|_| {
+                names::differing(
+                    &names::default_bucket(owner),
+                    names::legacy::default_bucket(owner),
+                )
+            }),
         alarm_prefix: names::alarm_prefix(owner),
     }
 }

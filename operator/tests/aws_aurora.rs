@@ -605,4 +605,103 @@ async fn a_request_aws_never_answers_times_out() {
     assert!(halo::aws::is_code(&err, "Timeout"), "{err}");
     assert!(!err.is_throttled());
     drop(silent);
+
+/// A cluster under `id` with one instance, tagged with `uid`, as an earlier halo left it.
+async fn legacy_cluster(aws: &Aws, id: &str, uid: &str) {
+    let rds = aws.rds().await;
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    rds.create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .master_username("haloadmin")
+        .manage_master_user_password(true)
+        .tags(tag(TAG_UID, uid))
+        .tags(tag("halo.dev/managed-by", "halo"))
+        .send()
+        .await
+        .expect("create legacy cluster");
+    rds.create_db_instance()
+        .db_instance_identifier(format!("{id}-1"))
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r6g.large")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .expect("create legacy instance");
+}
+
+/// An app whose cluster an earlier halo created under the legacy identifier (`<ns>-shop-web`,
+/// now `<ns>-shop-web-<hash>`) keeps it: found by its uid tag, no create of any kind, reported
+/// under the identifier it has, and deleted by cleanup.
+#[tokio::test]
+async fn keeps_its_cluster_under_the_legacy_identifier() {
+    let ns = unique("t");
+    let d = desired(
+        &ns,
+        "shop-web",
+        "    instances: 1\n    multiAZ: false\n    deletionProtection: false\n    deletionPolicy: Delete\n",
+    );
+    let legacy = format!("{ns}-shop-web");
+    assert_eq!(d.legacy_id.as_deref(), Some(legacy.as_str()));
+    assert_ne!(d.id, legacy);
+    legacy_cluster(&aws().await, &legacy, &d.owner.uid).await;
+
+    let aws = aws().await;
+    let report = converge(&aws, &d).await;
+    assert_eq!(report.cluster.id, legacy);
+    assert_eq!(
+        aurora::endpoints(&report).cluster_identifier.as_deref(),
+        Some(legacy.as_str())
+    );
+    let creates: Vec<String> = aws
+        .calls()
+        .snapshot()
+        .into_keys()
+        .filter(|api| api.contains(":Create"))
+        .collect();
+    assert_eq!(creates, Vec::<String>::new());
+    assert!(
+        cluster(&aws, &d.id).await.is_none(),
+        "no cluster under the new id"
+    );
+
+    let messages = cleanup_until_done(&aws, &d).await;
+    assert!(messages.iter().all(|m| m.contains(&legacy)), "{messages:?}");
+    let gone = cluster(&aws, &legacy)
+        .await
+        .is_none_or(|c| c.status() == Some("deleting"));
+    assert!(gone, "legacy cluster deleted");
+}
+
+/// A cluster under the legacy identifier that another app owns (another uid: e.g. `<ns>-shop/web`
+/// squatting on `<ns>/shop-web`'s old name) is never used: halo creates the app's own cluster
+/// under the new identifier, and cleanup leaves the other one alone.
+#[tokio::test]
+async fn ignores_a_legacy_named_cluster_of_another_app() {
+    let ns = unique("t");
+    let d = desired(
+        &ns,
+        "shop-web",
+        "    instances: 1\n    multiAZ: false\n    deletionProtection: false\n    deletionPolicy: Delete\n",
+    );
+    let legacy = format!("{ns}-shop-web");
+    legacy_cluster(&aws().await, &legacy, "uid-of-another-app").await;
+
+    let aws = aws().await;
+    let first = aurora::ensure(&aws, &d).await.expect("ensure");
+    assert_eq!(first.cluster.id, d.id);
+    assert_eq!(first.changes[0].reason, "Created");
+    assert_eq!(aws.calls().snapshot().get("rds:CreateDBCluster"), Some(&1));
+    let other = tag_map(cluster(&aws, &legacy).await.expect("other").tag_list());
+    assert_eq!(
+        other.get(TAG_UID).map(String::as_str),
+        Some("uid-of-another-app")
+    );
+
+    cleanup_now(&aws, &d).await;
+    assert!(
+        cluster(&aws, &legacy).await.is_some(),
+        "the other app's cluster stays"
+    );
 }

@@ -465,3 +465,101 @@ async fn drift_is_corrected() {
     );
     converge(&aws, &d).await;
 }
+
+/// A table under `name` tagged with `uid`, as an earlier halo left it.
+async fn legacy_table(aws: &Aws, name: &str, uid: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, Tag,
+    };
+    aws.dynamodb()
+        .await
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .tags(Tag::builder().key(TAG_UID).value(uid).build().expect("tag"))
+        .tags(
+            Tag::builder()
+                .key("halo.dev/managed-by")
+                .value("halo")
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("create legacy table");
+}
+
+const LEGACY_TABLE: &str = "    - {name: order-items, partitionKey: {name: id}, pointInTimeRecovery: false, deletionProtection: false, deletionPolicy: Delete}\n";
+
+/// A table an earlier halo created under the legacy name (`<ns>-shop-order-items`, now hashed)
+/// is used, not recreated: no CreateTable, the record (and so the Secret) names it, and cleanup
+/// deletes it.
+#[tokio::test]
+async fn keeps_its_table_under_the_legacy_name() {
+    let ns = unique("t");
+    let d = desired(&ns, LEGACY_TABLE, &[]);
+    let legacy = format!("{ns}-shop-order-items");
+    assert_eq!(
+        d.tables[0].legacy_table_name.as_deref(),
+        Some(legacy.as_str())
+    );
+    assert_ne!(d.tables[0].table_name, legacy);
+    legacy_table(&aws().await, &legacy, &d.owner.uid).await;
+
+    let aws = aws().await;
+    let report = converge(&aws, &d).await;
+    let creates: Vec<String> = aws
+        .calls()
+        .snapshot()
+        .into_keys()
+        .filter(|api| api.contains(":Create"))
+        .collect();
+    assert_eq!(creates, Vec::<String>::new());
+    assert_eq!(report.records(&d)[0].table_name, legacy);
+    assert!(!exists(&aws, &d.tables[0].table_name).await);
+
+    let (reports, errors) = dynamodb::cleanup(&aws, &d).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        reports
+            .iter()
+            .map(|r| r.message.clone())
+            .collect::<Vec<_>>(),
+        vec![format!("DynamoDB table {legacy} deleting")]
+    );
+    assert!(!exists(&aws, &legacy).await);
+}
+
+/// A table under the legacy name with another app's uid is never used: the app gets its own
+/// table under the new name, and cleanup leaves the other one alone.
+#[tokio::test]
+async fn ignores_a_legacy_named_table_of_another_app() {
+    let ns = unique("t");
+    let d = desired(&ns, LEGACY_TABLE, &[]);
+    let legacy = format!("{ns}-shop-order-items");
+    legacy_table(&aws().await, &legacy, "uid-of-another-app").await;
+
+    let aws = aws().await;
+    let report = converge(&aws, &d).await;
+    assert_eq!(aws.calls().snapshot().get("dynamodb:CreateTable"), Some(&1));
+    assert_eq!(report.records(&d)[0].table_name, d.tables[0].table_name);
+    assert!(exists(&aws, &d.tables[0].table_name).await);
+
+    let (_, errors) = dynamodb::cleanup(&aws, &d).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(exists(&aws, &legacy).await, "the other app's table stays");
+}

@@ -51,6 +51,9 @@ pub struct DesiredCluster {
     pub owner: Owner,
     /// DB cluster identifier: deterministic from namespace and name, or the adopted one.
     pub id: String,
+    /// The identifier an earlier halo derived, when it differs: a cluster under it tagged with
+    /// the app's uid is used (never created).
+    pub legacy_id: Option<String>,
     pub adopted: bool,
     pub engine: &'static str,
     pub engine_version: Option<String>,
@@ -84,6 +87,7 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredCluster>
         final_snapshot_id: final_snapshot_id(&id, &app.owner),
         owner: app.owner.clone(),
         id,
+        legacy_id: app.names.legacy_database_id.clone(),
         adopted,
         engine: db.engine.as_str(),
         engine_version: db.engine_version.clone(),
@@ -104,6 +108,18 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredCluster>
         security_groups,
         tags: ownership_tags(&app.owner),
     })
+}
+
+impl DesiredCluster {
+    /// The same cluster under the identifier it actually has (a legacy one, or one found by tag):
+    /// new instances and the final snapshot are named after it.
+    pub fn under(&self, id: &str) -> DesiredCluster {
+        DesiredCluster {
+            id: id.to_string(),
+            final_snapshot_id: final_snapshot_id(id, &self.owner),
+            ..self.clone()
+        }
+    }
 }
 
 /// Identifier of the `n`th instance (from 1) of a cluster: `<cluster>-<n>`, shortened with a
@@ -514,6 +530,26 @@ async fn describe_cluster(aws: &Aws, id: &str) -> Result<Option<ObservedCluster>
     }
 }
 
+/// The app's cluster: under its identifier when it is ours, else under the legacy identifier
+/// when that one carries the app's uid, else whatever its identifier holds (nothing, or a
+/// cluster [`policy::claim`] judges).
+async fn describe_own(aws: &Aws, d: &DesiredCluster) -> Result<Option<ObservedCluster>> {
+    let found = describe_cluster(aws, &d.id).await?;
+    if found
+        .as_ref()
+        .is_some_and(|c| ownership_of(&d.owner, &c.tags) == Ownership::Ours)
+    {
+        return Ok(found);
+    }
+    if let Some(legacy) = &d.legacy_id
+        && let Some(c) = describe_cluster(aws, legacy).await?
+        && ownership_of(&d.owner, &c.tags) == Ownership::Ours
+    {
+        return Ok(Some(c));
+    }
+    Ok(found)
+}
+
 /// A cluster tagged with this app's uid under any identifier: what a crash between a create
 /// and the next status write leaves behind, found before creating another.
 async fn find_by_owner(aws: &Aws, owner: &Owner) -> Result<Option<ObservedCluster>> {
@@ -614,7 +650,7 @@ async fn create_cluster(aws: &Aws, d: &DesiredCluster) -> Result<ObservedCluster
 pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
     let rds = aws.rds().await;
     let mut changes = Vec::new();
-    let mut cluster = match describe_cluster(aws, &d.id).await? {
+    let mut cluster = match describe_own(aws, d).await? {
         Some(c) => c,
         None if d.adopted => {
             return Err(policy::adopt_target_missing(
@@ -647,6 +683,13 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
         &cluster.tags,
         d.adopted,
     )?;
+    let in_use;
+    let d = if cluster.id == d.id {
+        d
+    } else {
+        in_use = d.under(&cluster.id);
+        &in_use
+    };
     if let Some(repair) = policy::tag_repair(KIND, &cluster.id, &d.owner, &d.tags, &cluster.tags) {
         aws.call(
             "rds:AddTagsToResource",
@@ -764,10 +807,11 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
 /// A cluster that is not tagged for this app is never touched.
 pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
     let rds = aws.rds().await;
-    let id = &d.id;
-    let Some(cluster) = describe_cluster(aws, id).await? else {
-        return Ok(cleaned::gone(KIND, id));
+    let Some(cluster) = describe_own(aws, d).await? else {
+        return Ok(cleaned::gone(KIND, &d.id));
     };
+    let d = &d.under(&cluster.id);
+    let id = &d.id;
     if cluster.status == "deleting" {
         return Ok(cleaned::already_deleting(KIND, id));
     }
@@ -927,12 +971,17 @@ spec:
     #[test]
     fn desired_cluster_from_spec() {
         let d = desired_for(DB_APP);
-        assert_eq!(d.id, "shop-shop-web");
+        assert_eq!(d.id, "shop-shop-web-750bd165");
+        assert_eq!(d.legacy_id.as_deref(), Some("shop-shop-web"));
         assert!(!d.adopted);
         assert_eq!(d.engine, "aurora-postgresql");
         assert_eq!(d.instances, 3);
         assert_eq!(d.database_name, "shop_web");
-        assert_eq!(d.final_snapshot_id, "shop-shop-web-final-uid1");
+        assert_eq!(d.final_snapshot_id, "shop-shop-web-750bd165-final-uid1");
+        assert_eq!(
+            d.under("shop-shop-web").final_snapshot_id,
+            "shop-shop-web-final-uid1"
+        );
         assert_eq!(d.zones, vec!["us-east-1a", "us-east-1b", "us-east-1c"]);
         assert_eq!(d.tags[2], ("halo.dev/uid".into(), "uid-1".into()));
         assert!(desired(&validated(crate::fixtures::SMALL), &AwsConfig::default()).is_none());
@@ -963,15 +1012,15 @@ spec:
             plan.create,
             vec![
                 NewInstance {
-                    id: "shop-shop-web-1".into(),
+                    id: "shop-shop-web-750bd165-1".into(),
                     zone: Some("us-east-1a".into())
                 },
                 NewInstance {
-                    id: "shop-shop-web-2".into(),
+                    id: "shop-shop-web-750bd165-2".into(),
                     zone: Some("us-east-1b".into())
                 },
                 NewInstance {
-                    id: "shop-shop-web-3".into(),
+                    id: "shop-shop-web-750bd165-3".into(),
                     zone: Some("us-east-1c".into())
                 },
             ]
@@ -1011,10 +1060,11 @@ spec:
     }
 
     /// Without pinned zones, new instances fill the cluster's zones, least used first, and reuse
-    /// no identifier still held by a deleting instance.
+    /// no identifier still held by a deleting instance. (A cluster found under its legacy
+    /// identifier: new instances are named after it.)
     #[test]
     fn scale_up_fills_the_emptiest_cluster_zone() {
-        let mut d = desired_for(DB_APP);
+        let mut d = desired_for(DB_APP).under("shop-shop-web");
         d.zones.clear();
         let observed = vec![
             instance("shop-shop-web-1", "us-east-1a", "available"),

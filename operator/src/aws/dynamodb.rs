@@ -44,6 +44,12 @@ pub struct DesiredTable {
     pub name: String,
     /// DynamoDB table name.
     pub table_name: String,
+    /// The name an earlier halo derived, when it differs: a table under it tagged with the
+    /// app's uid is used (never created).
+    pub legacy_table_name: Option<String>,
+    /// The name `status.dynamodbTables` holds for it (this one or the legacy one): what the
+    /// record keeps while DynamoDB cannot be asked.
+    pub recorded_table_name: Option<String>,
     pub partition_key: KeyAttribute,
     pub sort_key: Option<KeyAttribute>,
     pub billing_mode: BillingMode,
@@ -55,6 +61,21 @@ pub struct DesiredTable {
     pub replica_regions: Vec<String>,
     pub deletion_policy: RetainOrDelete,
     pub tags: Vec<(String, String)>,
+}
+
+impl DesiredTable {
+    /// Whether `table_name` is this table's name, or its legacy one.
+    pub fn is_named(&self, table_name: &str) -> bool {
+        self.table_name == table_name || self.legacy_table_name.as_deref() == Some(table_name)
+    }
+
+    /// The same table under the name it actually has (a legacy one).
+    pub fn under(&self, table_name: &str) -> DesiredTable {
+        DesiredTable {
+            table_name: table_name.to_string(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The tables of an app: those in the spec, and those removed from it whose deletion policy is
@@ -84,9 +105,25 @@ pub fn desired(app: &ValidatedApp, recorded: &[TableStatus]) -> Option<DesiredTa
             let mut tags = ownership_tags(&app.owner);
             tags.push((TAG_TABLE.into(), t.name.clone()));
             let provisioned = t.billing_mode == BillingMode::Provisioned;
+            let names = app.names.tables.iter().find(|n| n.name == t.name);
+            let table_name = names
+                .map(|n| n.table_name.clone())
+                .unwrap_or_else(|| table_name(&app.owner, &t.name));
+            let legacy_table_name = names.and_then(|n| n.legacy_table_name.clone());
+            let recorded_table_name = recorded
+                .iter()
+                .find(|r| {
+                    r.name == t.name
+                        && !r.removed
+                        && (r.table_name == table_name
+                            || Some(&r.table_name) == legacy_table_name.as_ref())
+                })
+                .map(|r| r.table_name.clone());
             DesiredTable {
                 name: t.name.clone(),
-                table_name: table_name(&app.owner, &t.name),
+                table_name,
+                legacy_table_name,
+                recorded_table_name,
                 partition_key: t.partition_key.clone(),
                 sort_key: t.sort_key.clone(),
                 billing_mode: t.billing_mode,
@@ -102,7 +139,7 @@ pub fn desired(app: &ValidatedApp, recorded: &[TableStatus]) -> Option<DesiredTa
         .collect();
     let removed: Vec<TableStatus> = recorded
         .iter()
-        .filter(|r| !tables.iter().any(|t| t.table_name == r.table_name))
+        .filter(|r| !tables.iter().any(|t| t.is_named(&r.table_name)))
         .map(|r| TableStatus {
             removed: true,
             ..r.clone()
@@ -294,14 +331,13 @@ impl TablesReport {
             .tables
             .iter()
             .map(|t| {
-                let observed = self
-                    .tables
-                    .iter()
-                    .find(|o| o.table_name == t.table_name)
-                    .and_then(|o| o.observed.as_ref());
+                let outcome = self.tables.iter().find(|o| o.name == t.name);
+                let observed = outcome.and_then(|o| o.observed.as_ref());
                 TableStatus {
                     name: t.name.clone(),
-                    table_name: t.table_name.clone(),
+                    table_name: outcome
+                        .map(|o| o.table_name.clone())
+                        .unwrap_or_else(|| t.table_name.clone()),
                     arn: observed.map(|o| o.arn.clone()).filter(|a| !a.is_empty()),
                     state: observed.map(|o| o.status.clone()),
                     deletion_policy: t.deletion_policy,
@@ -615,16 +651,32 @@ async fn ensure_table(
     d: &DesiredTable,
     changes: &mut Vec<Change>,
 ) -> Result<TableOutcome> {
+    let found = match describe(aws, &d.table_name).await? {
+        Some(mut t) => {
+            t.tags = list_tags(aws, &t.arn).await?;
+            Some(t)
+        }
+        None => None,
+    };
+    let found = match found {
+        Some(t) if ownership_of(owner, &t.tags) == Ownership::Ours => Some(t),
+        other => legacy_table(aws, owner, d).await?.or(other),
+    };
+    let in_use;
+    let d = match &found {
+        Some(t) if t.table_name != d.table_name => {
+            in_use = d.under(&t.table_name);
+            &in_use
+        }
+        _ => d,
+    };
     let mut outcome = TableOutcome {
         name: d.name.clone(),
         table_name: d.table_name.clone(),
         ..TableOutcome::default()
     };
-    let mut table = match describe(aws, &d.table_name).await? {
-        Some(mut t) => {
-            t.tags = list_tags(aws, &t.arn).await?;
-            t
-        }
+    let mut table = match found {
+        Some(t) => t,
         None => {
             let t = match create(aws, d).await {
                 Ok(t) => t,
@@ -697,6 +749,22 @@ async fn ensure_table(
     Ok(outcome)
 }
 
+/// The table under its legacy name (tags listed), when it is there, not deleting, and tagged
+/// with the app's uid. Anything else under that name is not the app's: never used.
+async fn legacy_table(aws: &Aws, owner: &Owner, d: &DesiredTable) -> Result<Option<ObservedTable>> {
+    let Some(legacy) = &d.legacy_table_name else {
+        return Ok(None);
+    };
+    let Some(mut t) = describe(aws, legacy).await? else {
+        return Ok(None);
+    };
+    if t.status == "DELETING" {
+        return Ok(None);
+    }
+    t.tags = list_tags(aws, &t.arn).await?;
+    Ok((ownership_of(owner, &t.tags) == Ownership::Ours).then_some(t))
+}
+
 /// Creates or corrects every table of the spec, and carries out the deletion policy of those
 /// removed from it. A failure of one table does not stop the others.
 pub async fn ensure(aws: &Aws, d: &DesiredTables) -> TablesReport {
@@ -707,7 +775,10 @@ pub async fn ensure(aws: &Aws, d: &DesiredTables) -> TablesReport {
             Err(e) => {
                 report.tables.push(TableOutcome {
                     name: t.name.clone(),
-                    table_name: t.table_name.clone(),
+                    table_name: t
+                        .recorded_table_name
+                        .clone()
+                        .unwrap_or_else(|| t.table_name.clone()),
                     error: Some(e.to_string()),
                     ..TableOutcome::default()
                 });
@@ -811,22 +882,42 @@ pub async fn cleanup_table(
 pub async fn cleanup(aws: &Aws, d: &DesiredTables) -> (Vec<CleanupReport>, Vec<Error>) {
     let mut reports = Vec::new();
     let mut errors = Vec::new();
-    let all = d
-        .tables
-        .iter()
-        .map(|t| (t.table_name.as_str(), t.deletion_policy))
-        .chain(
-            d.removed
-                .iter()
-                .map(|r| (r.table_name.as_str(), r.deletion_policy)),
-        );
+    let mut all = Vec::new();
+    for t in &d.tables {
+        match name_in_use(aws, &d.owner, t).await {
+            Ok(name) => all.push((name, t.deletion_policy)),
+            Err(e) => errors.push(e),
+        }
+    }
+    all.extend(
+        d.removed
+            .iter()
+            .map(|r| (r.table_name.clone(), r.deletion_policy)),
+    );
     for (table_name, policy) in all {
-        match cleanup_table(aws, &d.owner, table_name, policy).await {
+        match cleanup_table(aws, &d.owner, &table_name, policy).await {
             Ok(r) => reports.push(r),
             Err(e) => errors.push(e),
         }
     }
     (reports, errors)
+}
+
+/// The name the table has: its legacy one when only that one is the app's, else its own.
+async fn name_in_use(aws: &Aws, owner: &Owner, t: &DesiredTable) -> Result<String> {
+    if t.legacy_table_name.is_none() {
+        return Ok(t.table_name.clone());
+    }
+    if let Some(table) = describe(aws, &t.table_name).await?
+        && (table.status == "DELETING"
+            || ownership_of(owner, &list_tags(aws, &table.arn).await?) == Ownership::Ours)
+    {
+        return Ok(t.table_name.clone());
+    }
+    Ok(match legacy_table(aws, owner, t).await? {
+        Some(legacy) => legacy.table_name,
+        None => t.table_name.clone(),
+    })
 }
 
 /// DynamoDB through the SDK backend: every table of the plan, each with its own outcome.
@@ -955,6 +1046,41 @@ spec:
         );
         assert!(d.removed.is_empty());
         assert_eq!(env_key("order-items"), "DYNAMODB_TABLE_ORDER_ITEMS");
+    }
+
+    /// A table recorded under its legacy name is still the spec's table, never "removed" (whose
+    /// Delete policy would delete it), and the record keeps that name when DynamoDB fails.
+    #[test]
+    fn a_legacy_table_name_is_not_a_removed_table() {
+        let yaml = APP.replace("metadata: {name: web", "metadata: {name: shop-web");
+        let record = TableStatus {
+            name: "orders".into(),
+            table_name: "shop-shop-web-orders".into(),
+            deletion_policy: RetainOrDelete::Delete,
+            ..TableStatus::default()
+        };
+        let d = desired(&validated(&yaml), std::slice::from_ref(&record)).expect("tables");
+        let orders = &d.tables[1];
+        assert_eq!(orders.table_name, "shop-shop-web-orders-52c22000");
+        assert_eq!(
+            orders.legacy_table_name.as_deref(),
+            Some("shop-shop-web-orders")
+        );
+        assert_eq!(
+            orders.recorded_table_name.as_deref(),
+            Some("shop-shop-web-orders")
+        );
+        assert!(d.removed.is_empty(), "{:?}", d.removed);
+        let failed = TablesReport {
+            tables: vec![TableOutcome {
+                name: "orders".into(),
+                table_name: "shop-shop-web-orders".into(),
+                error: Some("throttled".into()),
+                ..TableOutcome::default()
+            }],
+            ..TablesReport::default()
+        };
+        assert_eq!(failed.records(&d)[1].table_name, "shop-shop-web-orders");
     }
 
     /// A recorded table that left the spec is kept for its deletion policy; no section and no

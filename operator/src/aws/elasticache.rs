@@ -35,6 +35,9 @@ const MAX_SEARCH_PAGES: usize = 20;
 pub struct DesiredGroup {
     pub owner: Owner,
     pub id: String,
+    /// The id an earlier halo derived, when it differs: a group under it tagged with the app's
+    /// uid is used (never created).
+    pub legacy_id: Option<String>,
     pub adopted: bool,
     pub engine: &'static str,
     pub engine_version: Option<String>,
@@ -52,6 +55,16 @@ pub struct DesiredGroup {
 }
 
 impl DesiredGroup {
+    /// The same group under the id it actually has (a legacy one, or one found by tag): the
+    /// final snapshot is named after it.
+    pub fn under(&self, id: &str) -> DesiredGroup {
+        DesiredGroup {
+            id: id.to_string(),
+            final_snapshot_id: final_snapshot_id(id, &self.owner),
+            ..self.clone()
+        }
+    }
+
     /// Multi-AZ with automatic failover whenever there is a replica to fail over to.
     pub fn failover(&self) -> bool {
         self.replicas >= 1
@@ -81,6 +94,7 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredGroup> {
         final_snapshot_id: final_snapshot_id(&id, &app.owner),
         owner: app.owner.clone(),
         id,
+        legacy_id: app.names.legacy_cache_id.clone(),
         adopted,
         engine: cache.engine.as_str(),
         engine_version: cache.engine_version.clone(),
@@ -414,6 +428,22 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// The app's group under the legacy id (tags listed), when it is there, not deleting, and
+/// tagged with the app's uid. Anything else under that id is not the app's: never used.
+async fn legacy_group(aws: &Aws, d: &DesiredGroup) -> Result<Option<ObservedGroup>> {
+    let Some(legacy) = &d.legacy_id else {
+        return Ok(None);
+    };
+    let Some(mut g) = describe_group(aws, legacy).await? else {
+        return Ok(None);
+    };
+    if g.status == "deleting" {
+        return Ok(None);
+    }
+    g.tags = list_tags(aws, &g.arn).await?;
+    Ok((ownership_of(&d.owner, &g.tags) == Ownership::Ours).then_some(g))
+}
+
 /// A group halo created for this app under any id (matched by description, confirmed by the
 /// uid tag): what a crash between a create and the status write leaves behind.
 async fn find_by_owner(aws: &Aws, d: &DesiredGroup) -> Result<Option<ObservedGroup>> {
@@ -495,11 +525,19 @@ async fn create_group(aws: &Aws, d: &DesiredGroup) -> Result<ObservedGroup> {
 pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
     let ec = aws.elasticache().await;
     let mut changes = Vec::new();
-    let mut group = match describe_group(aws, &d.id).await? {
+    let found = match describe_group(aws, &d.id).await? {
         Some(mut g) => {
             g.tags = list_tags(aws, &g.arn).await?;
-            g
+            Some(g)
         }
+        None => None,
+    };
+    let found = match found {
+        Some(g) if ownership_of(&d.owner, &g.tags) == Ownership::Ours => Some(g),
+        other => legacy_group(aws, d).await?.or(other),
+    };
+    let mut group = match found {
+        Some(g) => g,
         None if d.adopted => {
             return Err(policy::adopt_target_missing(
                 "spec.cache.adopt.replicationGroupId",
@@ -525,6 +563,13 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
         },
     };
     policy::claim(KIND, "cache", &group.id, &d.owner, &group.tags, d.adopted)?;
+    let in_use;
+    let d = if group.id == d.id {
+        d
+    } else {
+        in_use = d.under(&group.id);
+        &in_use
+    };
     if let Some(repair) = policy::tag_repair(KIND, &group.id, &d.owner, &d.tags, &group.tags) {
         aws.call(
             "elasticache:AddTagsToResource",
@@ -611,17 +656,25 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
 /// halo's tags. A group that is not tagged for this app is never touched.
 pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
     let ec = aws.elasticache().await;
-    let id = &d.id;
-    let Some(group) = describe_group(aws, id).await? else {
-        return Ok(cleaned::gone(KIND, id));
+    let group = match describe_group(aws, &d.id).await? {
+        Some(g) if g.status == "deleting" => return Ok(cleaned::already_deleting(KIND, &d.id)),
+        Some(mut g) => {
+            g.tags = list_tags(aws, &g.arn).await?;
+            if ownership_of(&d.owner, &g.tags) == Ownership::Ours {
+                g
+            } else if let Some(legacy) = legacy_group(aws, d).await? {
+                legacy
+            } else {
+                return Ok(cleaned::left_alone(KIND, &d.id));
+            }
+        }
+        None => match legacy_group(aws, d).await? {
+            Some(legacy) => legacy,
+            None => return Ok(cleaned::gone(KIND, &d.id)),
+        },
     };
-    if group.status == "deleting" {
-        return Ok(cleaned::already_deleting(KIND, id));
-    }
-    let tags = list_tags(aws, &group.arn).await?;
-    if ownership_of(&d.owner, &tags) != Ownership::Ours {
-        return Ok(cleaned::left_alone(KIND, id));
-    }
+    let d = &d.under(&group.id);
+    let id = &d.id;
     let policy = policy::cleanup_policy(d.adopted, d.deletion_policy);
     if policy == DeletionPolicy::Retain {
         aws.call(
@@ -724,7 +777,8 @@ spec:
     #[test]
     fn desired_group_from_spec() {
         let d = desired_for(CACHE_APP);
-        assert_eq!(d.id, "shop-shop-web");
+        assert_eq!(d.id, "shop-shop-web-750bd165");
+        assert_eq!(d.legacy_id.as_deref(), Some("shop-shop-web"));
         assert_eq!(d.engine, "valkey");
         assert_eq!(d.replicas, 2);
         assert!(d.failover());

@@ -3,6 +3,7 @@
 //! recorded earlier. Pure: no client, no clock. Every backend carries out the same plan.
 
 use crate::api::HighlyAvailableAppStatus;
+use crate::names::Names;
 use crate::validate::ValidatedApp;
 
 use super::aurora::{self, DesiredCluster};
@@ -77,10 +78,30 @@ pub fn plan(
     let recorded_health_check = status
         .and_then(|s| s.dns.as_ref())
         .and_then(|d| d.health_check_id.clone());
+    // Alarms watch the resources under the names they have: legacy ones once recorded.
+    let legacy = recorded_legacy_names(&app.names, status).map(|names| {
+        let watched = ValidatedApp {
+            names,
+            ..app.clone()
+        };
+        let database = database.as_ref().map(|d| match &watched.names.database_id {
+            Some(id) => d.under(id),
+            None => d.clone(),
+        });
+        let cache = cache.as_ref().map(|d| match &watched.names.cache_id {
+            Some(id) => d.under(id),
+            None => d.clone(),
+        });
+        (watched, database, cache)
+    });
+    let (alarm_app, alarm_database, alarm_cache) = match &legacy {
+        Some((app, database, cache)) => (app, database.as_ref(), cache.as_ref()),
+        None => (app, database.as_ref(), cache.as_ref()),
+    };
     let alarms = cloudwatch::desired(
-        app,
-        database.as_ref(),
-        cache.as_ref(),
+        alarm_app,
+        alarm_database,
+        alarm_cache,
         recorded_health_check.as_deref(),
         recorded_alarms,
     );
@@ -92,4 +113,43 @@ pub fn plan(
         tables,
         alarms,
     }
+}
+
+/// The app's names with the legacy ones the status recorded (a resource halo found under its
+/// legacy name); `None` when the status recorded none.
+fn recorded_legacy_names(
+    names: &Names,
+    status: Option<&HighlyAvailableAppStatus>,
+) -> Option<Names> {
+    let status = status?;
+    let endpoints = status.endpoints.as_ref();
+    let recorded_database = endpoints
+        .and_then(|e| e.database.as_ref())
+        .and_then(|d| d.cluster_identifier.as_ref());
+    let recorded_cache = endpoints
+        .and_then(|e| e.cache.as_ref())
+        .and_then(|c| c.replication_group_id.as_ref());
+    let mut in_use = names.clone();
+    let mut changed = false;
+    if names.legacy_database_id.is_some() && names.legacy_database_id.as_ref() == recorded_database
+    {
+        in_use.database_id = names.legacy_database_id.clone();
+        changed = true;
+    }
+    if names.legacy_cache_id.is_some() && names.legacy_cache_id.as_ref() == recorded_cache {
+        in_use.cache_id = names.legacy_cache_id.clone();
+        changed = true;
+    }
+    for t in &mut in_use.tables {
+        if let Some(legacy) = &t.legacy_table_name
+            && status
+                .dynamodb_tables
+                .iter()
+                .any(|r| r.name == t.name && !r.removed && r.table_name == *legacy)
+        {
+            t.table_name = legacy.clone();
+            changed = true;
+        }
+    }
+    changed.then_some(in_use)
 }

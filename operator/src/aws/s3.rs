@@ -56,6 +56,9 @@ pub struct ReplicaBucket {
 pub struct DesiredBucket {
     pub owner: Owner,
     pub bucket: String,
+    /// The default bucket (and replica) an earlier halo derived, when it differs: a bucket
+    /// under it tagged with the app's uid is used (never created).
+    pub legacy: Option<LegacyBucket>,
     pub versioning: bool,
     pub kms_key_id: Option<String>,
     pub noncurrent_days: i32,
@@ -65,6 +68,26 @@ pub struct DesiredBucket {
     pub deletion_policy: RetainOrDelete,
     pub empty_on_delete: bool,
     pub tags: Vec<(String, String)>,
+}
+
+/// The names an earlier halo gave the bucket and its replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyBucket {
+    pub bucket: String,
+    pub replica: Option<ReplicaBucket>,
+}
+
+impl DesiredBucket {
+    /// The same bucket under its legacy names, when it has them.
+    pub fn under_legacy(&self) -> Option<DesiredBucket> {
+        let legacy = self.legacy.clone()?;
+        Some(DesiredBucket {
+            bucket: legacy.bucket,
+            replica: legacy.replica,
+            legacy: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// The default replica bucket name: the source's with `-<region>`, hashed when too long.
@@ -83,16 +106,24 @@ pub fn default_replica_bucket(source: &str, region: &str) -> String {
 pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredBucket> {
     let s = app.static_assets.as_ref()?;
     let bucket = app.names.bucket.clone()?;
-    let replica = s.replicate_to.as_ref().map(|r| ReplicaBucket {
-        region: r.region.0.clone(),
-        bucket: r
-            .bucket
-            .clone()
-            .unwrap_or_else(|| default_replica_bucket(&bucket, &r.region.0)),
+    let replica_of = |source: &str| {
+        s.replicate_to.as_ref().map(|r| ReplicaBucket {
+            region: r.region.0.clone(),
+            bucket: r
+                .bucket
+                .clone()
+                .unwrap_or_else(|| default_replica_bucket(source, &r.region.0)),
+        })
+    };
+    let replica = replica_of(&bucket);
+    let legacy = app.names.legacy_bucket.as_ref().map(|legacy| LegacyBucket {
+        bucket: legacy.clone(),
+        replica: replica_of(legacy),
     });
     Some(DesiredBucket {
         owner: app.owner.clone(),
         bucket,
+        legacy,
         versioning: s.versioning,
         kms_key_id: s.kms_key_id.clone(),
         noncurrent_days: s.noncurrent_version_expiration_days.max(1),
@@ -698,9 +729,42 @@ async fn ensure_bucket(
     Ok(())
 }
 
+/// Whether `bucket` exists and is tagged with the app's uid (another account's answers 403).
+async fn is_ours(aws: &Aws, s3: &aws_sdk_s3::Client, owner: &Owner, bucket: &str) -> Result<bool> {
+    match bucket_tags(aws, s3, bucket).await {
+        Ok(Some(tags)) => Ok(ownership_of(owner, &tags) == Ownership::Ours),
+        Ok(None) => Ok(false),
+        Err(e) if is_code(&e, "AccessDenied") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bucket under its legacy names, when only that one is the app's (tagged with its uid);
+/// `None`: the bucket's own name is the one to use (or create).
+async fn legacy_in_use(aws: &Aws, d: &DesiredBucket) -> Result<Option<DesiredBucket>> {
+    let Some(legacy) = d.under_legacy() else {
+        return Ok(None);
+    };
+    let s3 = aws.s3().await;
+    if is_ours(aws, s3, &d.owner, &d.bucket).await? {
+        return Ok(None);
+    }
+    Ok(is_ours(aws, s3, &d.owner, &legacy.bucket)
+        .await?
+        .then_some(legacy))
+}
+
 /// Creates or corrects the bucket, and the replica bucket and replication when asked for.
 /// Fails with a clear message when replication is asked for and the operator has no role.
 pub async fn ensure(aws: &Aws, d: &DesiredBucket) -> Result<BucketReport> {
+    let in_use;
+    let d = match legacy_in_use(aws, d).await? {
+        Some(legacy) => {
+            in_use = legacy;
+            &in_use
+        }
+        None => d,
+    };
     let s3 = aws.s3().await;
     let region = aws.region().await;
     let mut changes = Vec::new();
@@ -859,6 +923,14 @@ async fn cleanup_bucket(
 
 /// Carries out the deletion policy on the bucket, then on the replica bucket.
 pub async fn cleanup(aws: &Aws, d: &DesiredBucket) -> Result<CleanupReport> {
+    let in_use;
+    let d = match legacy_in_use(aws, d).await? {
+        Some(legacy) => {
+            in_use = legacy;
+            &in_use
+        }
+        None => d,
+    };
     let s3 = aws.s3().await;
     let mut report = cleanup_bucket(aws, s3, d, &d.bucket).await?;
     if let (true, Some(r)) = (report.done, &d.replica) {

@@ -46,20 +46,27 @@ pub fn connection_data(app: &ValidatedApp, conn: &Connection) -> BTreeMap<String
         put("REDIS_TLS", Some("true".into()));
     }
     for table in &app.names.tables {
-        // The name is deterministic, so the app has it before DynamoDB answers.
+        // The name is deterministic, so the app has it before DynamoDB answers; a table halo
+        // found under its legacy name is recorded with that name.
         let key = table.env_key.clone();
-        let name = table.table_name.clone();
-        let arn = conn
-            .dynamodb_tables
-            .iter()
-            .find(|r| r.table_name == name && !r.removed)
-            .and_then(|r| r.arn.clone());
-        put(&format!("{key}_ARN"), arn);
+        let record = conn.dynamodb_tables.iter().find(|r| {
+            r.name == table.name
+                && !r.removed
+                && (r.table_name == table.table_name
+                    || Some(&r.table_name) == table.legacy_table_name.as_ref())
+        });
+        let name = record.map_or_else(|| table.table_name.clone(), |r| r.table_name.clone());
+        put(&format!("{key}_ARN"), record.and_then(|r| r.arn.clone()));
         put(&key, Some(name));
     }
     if let Some(assets) = &app.static_assets {
         let seen = conn.static_assets.clone().unwrap_or_default();
-        put("STATIC_ASSETS_BUCKET", app.names.bucket.clone());
+        // The bucket in use: the recorded one when it is the legacy name.
+        let bucket = match &app.names.legacy_bucket {
+            Some(legacy) if *legacy == seen.bucket => Some(legacy.clone()),
+            _ => app.names.bucket.clone(),
+        };
+        put("STATIC_ASSETS_BUCKET", bucket);
         put("STATIC_ASSETS_REGION", seen.region);
         put("STATIC_ASSETS_REPLICA_BUCKET", seen.replica_bucket);
         put(
@@ -243,7 +250,51 @@ spec:
         );
     }
 
-    /// Tables and the bucket reach the app under fixed names, ARNs once DynamoDB reported them.
+    /// Before AWS answers, the Secret names the collision-free table; a table halo found under its
+    /// legacy name (recorded in the status) keeps that name, so the app is not pointed elsewhere.
+    #[test]
+    fn secret_names_the_table_in_use() {
+        let app = validated(
+            r#"
+apiVersion: halo.dev/v1alpha1
+kind: HighlyAvailableApp
+metadata: {name: web, namespace: shop}
+spec:
+  image: registry.example.com/shop:1
+  port: 8080
+  dynamodb: {tables: [{name: order-items, partitionKey: {name: id}}]}
+"#,
+        );
+        let table = |conn: &Connection| {
+            connection_data(&app, conn)
+                .get("DYNAMODB_TABLE_ORDER_ITEMS")
+                .cloned()
+        };
+        assert_eq!(
+            table(&Connection::default()).as_deref(),
+            Some("shop-web-order-items-219ec871")
+        );
+        let recorded = |name: &str| Connection {
+            dynamodb_tables: vec![crate::api::storage::TableStatus {
+                name: "order-items".into(),
+                table_name: name.into(),
+                ..Default::default()
+            }],
+            ..Connection::default()
+        };
+        assert_eq!(
+            table(&recorded("shop-web-order-items")).as_deref(),
+            Some("shop-web-order-items")
+        );
+        // A record naming neither is not believed.
+        assert_eq!(
+            table(&recorded("someone-elses")).as_deref(),
+            Some("shop-web-order-items-219ec871")
+        );
+    }
+
+    /// Tables and the bucket reach the app under fixed names, ARNs once DynamoDB reported them
+    /// (here under their legacy names, which the status recorded).
     #[test]
     fn secret_holds_tables_and_bucket() {
         let app = validated(
