@@ -605,6 +605,7 @@ async fn a_request_aws_never_answers_times_out() {
     assert!(halo::aws::is_code(&err, "Timeout"), "{err}");
     assert!(!err.is_throttled());
     drop(silent);
+}
 
 /// A cluster under `id` with one instance, tagged with `uid`, as an earlier halo left it.
 async fn legacy_cluster(aws: &Aws, id: &str, uid: &str) {
