@@ -161,7 +161,7 @@ async fn scales_three_to_two() {
     let ns = unique("t");
     let mut d = desired(&ns, "shop", THREE);
     converge(&aws, &d).await;
-    d.instances = 2;
+    d.instances = Some(2);
     let report = aurora::ensure(&aws, &d).await.expect("scale down");
     let id = format!("{ns}-shop");
     assert_eq!(
@@ -460,6 +460,92 @@ async fn adopts_an_existing_cluster() {
     assert!(
         cluster(&aws, &legacy).await.is_some(),
         "adopted cluster kept"
+    );
+}
+
+/// Adopting with the spec silent on the shape rewrites nothing: the three db.t3.medium
+/// instances stay (no reader deleted for the old default of 2, none resized to db.r6g.large)
+/// and the operator's default security groups are not put on the cluster.
+#[tokio::test]
+async fn adoption_with_defaults_keeps_the_cluster_as_it_is() {
+    let config = AwsConfig {
+        db_security_groups: vec!["sg-0aaaaaaaaaaaaaaaa".into()],
+        ..AwsConfig::default()
+    };
+    let aws = Aws::with_sdk_config(config.clone(), aws_support::sdk().await);
+    let legacy = unique("legacy");
+    let rds = aws.rds().await;
+    rds.create_db_cluster()
+        .db_cluster_identifier(&legacy)
+        .engine("aurora-postgresql")
+        .master_username("legacyadmin")
+        .manage_master_user_password(true)
+        .deletion_protection(true)
+        .vpc_security_group_ids("sg-0bbbbbbbbbbbbbbbb")
+        .send()
+        .await
+        .expect("create legacy cluster");
+    for (n, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"]
+        .iter()
+        .enumerate()
+    {
+        rds.create_db_instance()
+            .db_instance_identifier(format!("{legacy}-{}", n + 1))
+            .db_cluster_identifier(&legacy)
+            .engine("aurora-postgresql")
+            .db_instance_class("db.t3.medium")
+            .availability_zone(*zone)
+            .send()
+            .await
+            .expect("create legacy instance");
+    }
+    let ns = unique("t");
+    let v = app(&manifest(
+        &ns,
+        "shop",
+        &format!("  database:\n    adopt: {{clusterIdentifier: {legacy}}}\n"),
+    ));
+    let d = aurora::desired(&v, &config).expect("database section");
+    let before = aws.calls().snapshot();
+    let report = converge(&aws, &d).await;
+    let mutating: Vec<String> = aws
+        .calls()
+        .since(&before)
+        .into_keys()
+        .filter(|api| !is_read_only(api))
+        .collect();
+    assert_eq!(mutating, vec!["rds:AddTagsToResource".to_string()]);
+    assert_eq!(report.instances.len(), 3);
+    let rds = aws.rds().await;
+    let out = rds
+        .describe_db_instances()
+        .filters(
+            aws_sdk_rds::types::Filter::builder()
+                .name("db-cluster-id")
+                .values(&legacy)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("instances");
+    let classes: Vec<&str> = out
+        .db_instances()
+        .iter()
+        .filter_map(|i| i.db_instance_class())
+        .collect();
+    assert_eq!(classes, vec!["db.t3.medium"; 3]);
+    let c = cluster(&aws, &legacy).await.expect("cluster");
+    let groups: Vec<&str> = c
+        .vpc_security_groups()
+        .iter()
+        .filter_map(|g| g.vpc_security_group_id())
+        .collect();
+    assert_eq!(groups, vec!["sg-0bbbbbbbbbbbbbbbb"]);
+    assert_eq!(
+        cleanup_until_done(&aws, &d).await,
+        vec![format!(
+            "Aurora cluster {legacy} retained; halo's tags removed"
+        )]
     );
 }
 

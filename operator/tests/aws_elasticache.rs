@@ -174,7 +174,7 @@ async fn scaling_replicas_calls_increase_replica_count() {
     let ns = unique("t");
     let mut d = desired(&ns, "shop", TWO_REPLICAS);
     converge(&aws, &d).await;
-    d.replicas = 3;
+    d.replicas = Some(3);
     let report_step = elasticache::next_step(&d, &converge_report_group(&aws, &d.id).await);
     assert_eq!(report_step, Some(Step::IncreaseReplicas(3)));
     let err = elasticache::ensure(&aws, &d)
@@ -321,6 +321,53 @@ async fn adopts_an_existing_group() {
             .as_deref(),
         Some("available")
     );
+}
+
+/// Adopting with the spec silent on the shape rewrites nothing: the group keeps its one
+/// replica (not scaled to the old default of 2) and its node type (not resized to
+/// cache.r6g.large); the only call that changes anything is the tagging.
+#[tokio::test]
+async fn adoption_with_defaults_keeps_the_group_as_it_is() {
+    let config = AwsConfig {
+        cache_security_groups: vec!["sg-0aaaaaaaaaaaaaaaa".into()],
+        ..AwsConfig::default()
+    };
+    let aws = Aws::with_sdk_config(config.clone(), aws_support::sdk().await);
+    let legacy = unique("legacy");
+    aws.elasticache()
+        .await
+        .create_replication_group()
+        .replication_group_id(&legacy)
+        .replication_group_description("made by hand")
+        .engine("redis")
+        .cache_node_type("cache.t4g.micro")
+        .num_node_groups(1)
+        .replicas_per_node_group(1)
+        .automatic_failover_enabled(true)
+        .multi_az_enabled(true)
+        .send()
+        .await
+        .expect("create legacy group");
+    let ns = unique("t");
+    let v = app(&manifest(
+        &ns,
+        "shop",
+        &format!("  cache:\n    adopt: {{replicationGroupId: {legacy}}}\n"),
+    ));
+    let d = elasticache::desired(&v, &config).expect("cache section");
+    let before = aws.calls().snapshot();
+    let report = converge(&aws, &d).await;
+    let mutating: Vec<String> = aws
+        .calls()
+        .since(&before)
+        .into_keys()
+        .filter(|api| !is_read_only(api))
+        .collect();
+    assert_eq!(mutating, vec!["elasticache:AddTagsToResource".to_string()]);
+    assert_eq!(report.group.replicas(), 1);
+    let g = group(&aws, &legacy).await.expect("group");
+    assert_eq!(g.cache_node_type(), Some("cache.t4g.micro"));
+    elasticache::cleanup(&aws, &d).await.expect("cleanup");
 }
 
 /// A restarted operator (fresh clients) finds the group it created before the crash.

@@ -15,6 +15,7 @@ mod aws_support;
 use std::collections::BTreeMap;
 
 use aws_support::{Recorder, app, manifest, sdk, sdk_at, unique};
+use halo::api::storage::StaticAssetsStatus;
 use halo::aws::s3::{self, DesiredBucket};
 use halo::aws::{Aws, AwsConfig, TAG_UID, is_read_only};
 
@@ -462,4 +463,190 @@ async fn delete_needs_empty_on_delete_for_a_non_empty_bucket() {
     s3::ensure(&aws, &empty).await.expect("ensure");
     assert!(s3::cleanup(&aws, &empty).await.expect("cleanup").done);
     assert!(!bucket_exists(client, &empty.bucket).await);
+}
+
+/// The replication rule of a bucket: its destination, or `None` without a configuration.
+async fn replication_destination(client: &aws_sdk_s3::Client, bucket: &str) -> Option<String> {
+    let out = client
+        .get_bucket_replication()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()?;
+    let rules = out.replication_configuration()?.rules();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    rules[0].destination().map(|d| d.bucket().to_string())
+}
+
+/// `d` as the app `first` asks for it after a spec change (the same app: the same uid).
+fn same_app(first: &DesiredBucket, d: DesiredBucket) -> DesiredBucket {
+    DesiredBucket {
+        owner: first.owner.clone(),
+        tags: first.tags.clone(),
+        ..d
+    }
+}
+
+/// What the status recorded after a reconcile that replicated to `replica`.
+fn recorded(d: &DesiredBucket, replica: &str) -> StaticAssetsStatus {
+    StaticAssetsStatus {
+        bucket: d.bucket.clone(),
+        region: Some("us-east-1".into()),
+        replica_bucket: Some(replica.to_string()),
+    }
+}
+
+/// A `replicateTo` change (Retain, the default) points the rule at the new replica and keeps
+/// the old one without halo's tags; removing `replicateTo` then removes halo's rule and
+/// retains the second replica the same way. Neither is leaked as an owned bucket.
+#[tokio::test]
+async fn replicate_to_change_retains_the_former_replica() {
+    let aws = aws_with(config(true)).await;
+    let ns = unique("t");
+    let first = desired(&ns, "{replicateTo: {region: us-west-2}}", &aws.config);
+    s3::ensure(&aws, &first).await.expect("ensure");
+    let old = first.replica.clone().expect("replica").bucket;
+
+    let moved = same_app(
+        &first,
+        desired(&ns, "{replicateTo: {region: eu-west-1}}", &aws.config),
+    )
+    .with_recorded(Some(&recorded(&first, &old)));
+    assert_eq!(moved.former_replica.as_deref(), Some(old.as_str()));
+    let new = moved.replica.clone().expect("replica").bucket;
+    let report = s3::ensure(&aws, &moved).await.expect("ensure");
+    let messages: Vec<String> = report.changes.iter().map(|c| c.message.clone()).collect();
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some(format!("S3 bucket {old} retained; halo's tags removed").as_str()),
+        "{messages:?}"
+    );
+    assert_eq!(report.former_replica, None);
+    let client = aws.s3().await;
+    assert_eq!(
+        replication_destination(client, &moved.bucket).await,
+        Some(format!("arn:aws:s3:::{new}"))
+    );
+    let old_client = aws.s3_client(Some("us-west-2")).await;
+    assert!(bucket_exists(&old_client, &old).await, "retained");
+    let tags = old_client.get_bucket_tagging().bucket(&old).send().await;
+    assert!(tags.map(|t| t.tag_set().is_empty()).unwrap_or(true));
+
+    let stopped = same_app(&first, desired(&ns, "{}", &aws.config))
+        .with_recorded(Some(&recorded(&first, &new)));
+    let report = s3::ensure(&aws, &stopped).await.expect("ensure");
+    let messages: Vec<String> = report.changes.iter().map(|c| c.message.clone()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            format!("S3 bucket {}: replication stopped", stopped.bucket),
+            format!("S3 bucket {new} retained; halo's tags removed"),
+        ]
+    );
+    assert_eq!(replication_destination(client, &stopped.bucket).await, None);
+    let calls = aws.calls().snapshot();
+    let again = s3::ensure(&aws, &same_app(&first, desired(&ns, "{}", &aws.config)))
+        .await
+        .expect("ensure");
+    assert!(again.changes.is_empty());
+    assert!(
+        aws.calls()
+            .since(&calls)
+            .keys()
+            .all(|api| is_read_only(api))
+    );
+}
+
+/// With `deletionPolicy: Delete` the former replica is deleted when empty; one holding
+/// objects blocks the change with the deletion policy's message, and the status keeps
+/// recording it (ensure fails) until emptyOnDelete lets halo empty it.
+#[tokio::test]
+async fn replicate_to_change_deletes_the_former_replica() {
+    let aws = aws_with(config(true)).await;
+    let ns = unique("t");
+    let spec = "{deletionPolicy: Delete, replicateTo: {region: us-west-2}}";
+    let first = desired(&ns, spec, &aws.config);
+    s3::ensure(&aws, &first).await.expect("ensure");
+    let old = first.replica.clone().expect("replica").bucket;
+    let old_client = aws.s3_client(Some("us-west-2")).await;
+    put_object(&old_client, &old, "a.css").await;
+
+    let moved = same_app(
+        &first,
+        desired(
+            &ns,
+            "{deletionPolicy: Delete, replicateTo: {region: eu-west-1}}",
+            &aws.config,
+        ),
+    )
+    .with_recorded(Some(&recorded(&first, &old)));
+    let err = s3::ensure(&aws, &moved).await.expect_err("blocked");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot delete S3 bucket {old}: it was the replica bucket before spec.staticAssets.replicateTo changed, and it holds objects; set staticAssets.emptyOnDelete: true to let halo delete every object version, empty it yourself, or use deletionPolicy: Retain"
+        )
+    );
+    assert!(bucket_exists(&old_client, &old).await);
+
+    let emptying = DesiredBucket {
+        empty_on_delete: true,
+        ..moved.clone()
+    };
+    let report = s3::ensure(&aws, &emptying).await.expect("ensure");
+    assert_eq!(report.former_replica, None);
+    assert_eq!(
+        report
+            .changes
+            .iter()
+            .map(|c| c.message.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            format!("S3 bucket {old}: object versions deleted (emptyOnDelete)"),
+            format!("S3 bucket {old} deleted"),
+        ]
+    );
+    assert!(!bucket_exists(&old_client, &old).await);
+    // Recorded again before the status write: the bucket is gone, nothing to do.
+    assert!(
+        s3::ensure(&aws, &emptying)
+            .await
+            .expect("ensure")
+            .changes
+            .is_empty()
+    );
+}
+
+/// An AccessDenied on reading a bucket's tags is an IAM problem (or another account's bucket),
+/// reported as such with the permission to grant, never as "taken by another account".
+/// moto does not enforce IAM, so a stub endpoint answers every request with S3's 403.
+#[tokio::test]
+async fn access_denied_names_the_missing_permission() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let aws = Aws::with_sdk_config(config(false), sdk_at(&url).await);
+    let d = desired(&unique("t"), "{}", &aws.config);
+    let err = s3::ensure(&aws, &d).await.expect_err("denied");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "AWS s3:GetBucketTagging failed: AccessDenied: halo may not read the tags of S3 bucket {b} (Access Denied): grant s3:GetBucketTagging on arn:aws:s3:::{b} to the operator's IAM role (see config/iam/halo-policy.json); if the bucket belongs to another AWS account, choose another bucket name",
+            b = d.bucket
+        )
+    );
+    assert_eq!(err.metric_label(), "AWSAPIError");
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// An Aurora cluster for the app: a writer and readers in distinct Availability Zones.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("!self.multiAZ || self.instances >= 2")
+    validation = Rule::new("!self.multiAZ || !has(self.instances) || self.instances >= 2")
         .message("database.multiAZ needs instances >= 2: a writer plus a reader in another zone to fail over to (set multiAZ: false for a single-instance cluster)")
         .field_path(".instances")
         .reason(Reason::FieldValueInvalid),
@@ -34,17 +34,20 @@ pub struct DatabaseSpec {
     #[schemars(regex(pattern = r"^[0-9][0-9A-Za-z._-]*$"), length(max = 64))]
     pub engine_version: Option<String>,
 
-    /// DB instance class of every instance, e.g. `db.r6g.large`.
-    #[serde(default = "default_instance_class")]
+    /// DB instance class of every instance, e.g. `db.r6g.large`. Default `db.r6g.large` for a
+    /// cluster halo creates; with `adopt` and unset, every instance keeps its class (set it to
+    /// resize them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^db\.[a-z0-9.]+$"), length(max = 64))]
-    pub instance_class: String,
+    pub instance_class: Option<String>,
 
     /// Number of DB instances, each in its own Availability Zone where the subnet group has
     /// enough zones. The first is the writer, the others are readers that Aurora promotes on
-    /// failover.
-    #[serde(default = "default_instances")]
+    /// failover. Default 2 for a cluster halo creates; with `adopt` and unset, halo neither adds
+    /// nor removes instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 1, "maximum" = 16))]
-    pub instances: i32,
+    pub instances: Option<i32>,
 
     /// The cluster must survive the loss of an Availability Zone: needs `instances` >= 2.
     #[serde(default = "default_true", rename = "multiAZ")]
@@ -68,12 +71,14 @@ pub struct DatabaseSpec {
     pub deletion_protection: bool,
 
     /// DB subnet group (its subnets decide the Availability Zones). Default: the operator's
-    /// `--db-subnet-group`. Used when the cluster is created.
+    /// `--db-subnet-group`. Used when the cluster is created, so an adopted cluster keeps its
+    /// own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"), length(max = 255))]
     pub subnet_group: Option<String>,
 
-    /// VPC security groups of the cluster. Default: the operator's `--db-security-groups`.
+    /// VPC security groups of the cluster. Default: the operator's `--db-security-groups` for a
+    /// cluster halo creates; with `adopt` and unset, the cluster keeps its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 5))]
     pub security_group_ids: Option<Vec<SecurityGroupId>>,
@@ -139,7 +144,7 @@ pub struct SecurityGroupId(#[schemars(regex(pattern = r"^sg-[0-9a-f]{8,17}$"))] 
 /// Availability Zones with automatic failover, encrypted in transit and at rest.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("!self.multiAZ || self.replicas >= 1")
+    validation = Rule::new("!self.multiAZ || !has(self.replicas) || self.replicas >= 1")
         .message("cache.multiAZ needs replicas >= 1: a replica in another zone to fail over to (set multiAZ: false for a single node)")
         .field_path(".replicas")
         .reason(Reason::FieldValueInvalid),
@@ -163,16 +168,19 @@ pub struct CacheSpec {
     #[schemars(regex(pattern = r"^[0-9][0-9A-Za-z._-]*$"), length(max = 32))]
     pub engine_version: Option<String>,
 
-    /// Node type of every node, e.g. `cache.r6g.large`.
-    #[serde(default = "default_node_type")]
+    /// Node type of every node, e.g. `cache.r6g.large`. Default `cache.r6g.large` for a group
+    /// halo creates; with `adopt` and unset, the group keeps its node type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^cache\.[a-z0-9.]+$"), length(max = 64))]
-    pub node_type: String,
+    pub node_type: Option<String>,
 
     /// Replicas of the primary (one shard), each in its own Availability Zone where the subnet
     /// group has enough zones. With at least one, Multi-AZ and automatic failover are on.
-    #[serde(default = "default_replicas")]
+    /// Default 2 for a group halo creates; with `adopt` and unset, halo neither adds nor removes
+    /// replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0, "maximum" = 5))]
-    pub replicas: i32,
+    pub replicas: Option<i32>,
 
     /// The cache must survive the loss of an Availability Zone: needs `replicas` >= 1.
     #[serde(default = "default_true", rename = "multiAZ")]
@@ -183,12 +191,14 @@ pub struct CacheSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// Cache subnet group. Default: the operator's `--cache-subnet-group`. Used at creation.
+    /// Cache subnet group. Default: the operator's `--cache-subnet-group`. Used at creation, so
+    /// an adopted group keeps its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"), length(max = 255))]
     pub subnet_group: Option<String>,
 
-    /// VPC security groups. Default: the operator's `--cache-security-groups`.
+    /// VPC security groups. Default: the operator's `--cache-security-groups`. Used at creation,
+    /// so an adopted group keeps its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 5))]
     pub security_group_ids: Option<Vec<SecurityGroupId>>,
@@ -231,20 +241,59 @@ impl CacheEngine {
     }
 }
 
+/// Instance class of a cluster halo creates when the spec names none.
+pub const DEFAULT_INSTANCE_CLASS: &str = "db.r6g.large";
+/// Instances of a cluster halo creates when the spec names no count.
+pub const DEFAULT_INSTANCES: i32 = 2;
+/// Node type of a group halo creates when the spec names none.
+pub const DEFAULT_NODE_TYPE: &str = "cache.r6g.large";
+/// Replicas of a group halo creates when the spec names no count.
+pub const DEFAULT_REPLICAS: i32 = 2;
+
+// The shape defaults live here, not in the schema: the API server would fill them in, and an
+// adopted cluster would then be resized to them. Unset on an adopted resource means "as it is".
+impl DatabaseSpec {
+    /// The instance class halo enforces; `None`: each instance keeps its own (adopted, unset).
+    pub fn instance_class(&self) -> Option<String> {
+        match (&self.instance_class, &self.adopt) {
+            (Some(class), _) => Some(class.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_INSTANCE_CLASS.into()),
+        }
+    }
+
+    /// The instance count halo enforces; `None`: the count is left as it is (adopted, unset).
+    pub fn instances(&self) -> Option<i32> {
+        match (self.instances, &self.adopt) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_INSTANCES),
+        }
+    }
+}
+
+impl CacheSpec {
+    /// The node type halo enforces; `None`: the group keeps its own (adopted, unset).
+    pub fn node_type(&self) -> Option<String> {
+        match (&self.node_type, &self.adopt) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_NODE_TYPE.into()),
+        }
+    }
+
+    /// The replica count halo enforces; `None`: the count is left as it is (adopted, unset).
+    pub fn replicas(&self) -> Option<i32> {
+        match (self.replicas, &self.adopt) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_REPLICAS),
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
-}
-fn default_instance_class() -> String {
-    "db.r6g.large".into()
-}
-fn default_instances() -> i32 {
-    2
-}
-fn default_node_type() -> String {
-    "cache.r6g.large".into()
-}
-fn default_replicas() -> i32 {
-    2
 }
 
 /// Where the app reaches its Aurora cluster.
@@ -373,6 +422,32 @@ pub(crate) mod tests {
                     "cache cannot be removed: delete the app instead, and its deletionPolicy decides what happens to the replication group".to_string()
                 ),
             ]
+        );
+    }
+
+    /// An adoption that leaves the shape out passes the multiAZ rules (it keeps what AWS has),
+    /// and only a spec without `adopt` gets the defaults filled in.
+    #[test]
+    fn shape_defaults_apply_only_to_created_resources() {
+        let adopted = app(&format!(
+            "{ADOPTED}  cache: {{adopt: {{replicationGroupId: legacy-cache}}}}\n"
+        ));
+        assert!(adopted.validate_cel().is_ok());
+        let db = adopted.spec.database.as_ref().expect("database");
+        let cache = adopted.spec.cache.as_ref().expect("cache");
+        assert_eq!((db.instances(), db.instance_class()), (None, None));
+        assert_eq!((cache.replicas(), cache.node_type()), (None, None));
+        let created = app("  database: {}\n  cache: {}\n");
+        assert!(created.validate_cel().is_ok());
+        let db = created.spec.database.as_ref().expect("database");
+        let cache = created.spec.cache.as_ref().expect("cache");
+        assert_eq!(
+            (db.instances(), db.instance_class().as_deref()),
+            (Some(2), Some("db.r6g.large"))
+        );
+        assert_eq!(
+            (cache.replicas(), cache.node_type().as_deref()),
+            (Some(2), Some("cache.r6g.large"))
         );
     }
 

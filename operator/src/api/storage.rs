@@ -202,7 +202,9 @@ pub struct StaticAssetsSpec {
     #[schemars(extend("minimum" = 1, "maximum" = 3650))]
     pub noncurrent_version_expiration_days: i32,
     /// Replicate every object to a bucket in another region, which halo creates with
-    /// versioning. Needs the operator's `--s3-replication-role-arn`.
+    /// versioning. Needs the operator's `--s3-replication-role-arn`. Changing or removing it
+    /// stops replication to the old replica bucket, which then follows `deletionPolicy`
+    /// (Retain: halo's tags removed; Delete: deleted once empty, or emptied with `emptyOnDelete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicate_to: Option<ReplicateTo>,
     /// What happens to the bucket (and the replica bucket) when the app is deleted: `Retain`

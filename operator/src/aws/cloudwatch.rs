@@ -216,7 +216,8 @@ pub fn desired(
                 t.database_freeable_memory_mib
             ),
         );
-        if db.instances >= 2 {
+        // An adopted cluster whose spec names no count may have readers: watch their lag.
+        if db.instances.is_none_or(|n| n >= 2) {
             b.add(
                 "aurora-replica-lag",
                 "AWS/RDS",
@@ -234,7 +235,9 @@ pub fn desired(
         }
     }
     if let Some(cache) = cache {
-        for i in 1..=cache.replicas + 1 {
+        // An adopted group whose spec names no count: the primary's node only.
+        let replicas = cache.replicas.unwrap_or(0);
+        for i in 1..=replicas + 1 {
             let node = format!("{}-{i:03}", cache.id);
             let dims = [("CacheClusterId", node.as_str())];
             b.add(
@@ -265,7 +268,7 @@ pub fn desired(
                     t.cache_evictions_per_minute
                 ),
             );
-            if cache.replicas >= 1 {
+            if replicas >= 1 {
                 b.add(
                     &format!("cache-replication-lag-{i:03}"),
                     "AWS/ElastiCache",

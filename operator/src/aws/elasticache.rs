@@ -41,8 +41,11 @@ pub struct DesiredGroup {
     pub adopted: bool,
     pub engine: &'static str,
     pub engine_version: Option<String>,
-    pub node_type: String,
-    pub replicas: usize,
+    /// `None`: the group keeps its node type (an adopted group whose spec names none).
+    pub node_type: Option<String>,
+    /// `None`: halo neither adds nor removes replicas (an adopted group whose spec names no
+    /// count).
+    pub replicas: Option<usize>,
     pub multi_az: bool,
     /// Zones for the primary and the replicas, in order; empty: ElastiCache picks.
     pub zones: Vec<String>,
@@ -65,9 +68,27 @@ impl DesiredGroup {
         }
     }
 
+    /// The replicas halo wants, given the group's current count (kept when the spec has none).
+    pub fn replicas_for(&self, observed: usize) -> usize {
+        self.replicas.unwrap_or(observed)
+    }
+
     /// Multi-AZ with automatic failover whenever there is a replica to fail over to.
-    pub fn failover(&self) -> bool {
-        self.replicas >= 1
+    pub fn failover(&self, observed_replicas: usize) -> bool {
+        self.replicas_for(observed_replicas) >= 1
+    }
+
+    /// Node type of a group halo creates.
+    fn create_node_type(&self) -> &str {
+        self.node_type
+            .as_deref()
+            .unwrap_or(crate::api::data::DEFAULT_NODE_TYPE)
+    }
+
+    /// Replicas of a group halo creates.
+    fn create_replicas(&self) -> usize {
+        self.replicas
+            .unwrap_or(crate::api::data::DEFAULT_REPLICAS as usize)
     }
 }
 
@@ -84,8 +105,10 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredGroup> {
     let cache = app.cache.as_ref()?;
     let id = app.names.cache_id.clone()?;
     let adopted = cache.adopt.is_some();
+    // The operator's defaults are for groups halo creates; an adopted one keeps its own.
     let mut security_groups: Vec<String> = match &cache.security_group_ids {
         Some(ids) => ids.iter().map(|s| s.0.clone()).collect(),
+        None if adopted => Vec::new(),
         None => config.cache_security_groups.clone(),
     };
     security_groups.sort();
@@ -98,14 +121,17 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredGroup> {
         adopted,
         engine: cache.engine.as_str(),
         engine_version: cache.engine_version.clone(),
-        node_type: cache.node_type.clone(),
-        replicas: usize::try_from(cache.replicas.max(0)).unwrap_or(0),
+        node_type: cache.node_type(),
+        replicas: cache
+            .replicas()
+            .map(|n| usize::try_from(n.max(0)).unwrap_or(0)),
         multi_az: cache.multi_az,
         zones: app.zones.names.clone(),
-        subnet_group: cache
-            .subnet_group
-            .clone()
-            .or_else(|| config.cache_subnet_group.clone()),
+        subnet_group: cache.subnet_group.clone().or_else(|| {
+            (!adopted)
+                .then(|| config.cache_subnet_group.clone())
+                .flatten()
+        }),
         security_groups,
         tags: ownership_tags(&app.owner),
         description: description(&app.owner),
@@ -241,26 +267,31 @@ impl Step {
 
 /// The next change that brings the group to the spec, one at a time: replicas first (turning
 /// failover off before the last replica goes, since ElastiCache needs a replica for it), then
-/// failover and Multi-AZ, then the node type.
+/// failover and Multi-AZ, then the node type. An unset count or node type (an adopted group)
+/// is left as it is.
 pub fn next_step(d: &DesiredGroup, g: &ObservedGroup) -> Option<Step> {
     let have = g.replicas();
-    if d.replicas < have {
-        if d.replicas == 0 && g.failover_on() {
+    let want = d.replicas_for(have);
+    if want < have {
+        if want == 0 && g.failover_on() {
             return Some(Step::Modify {
                 failover: Some(false),
                 node_type: None,
             });
         }
-        return Some(Step::DecreaseReplicas(d.replicas));
+        return Some(Step::DecreaseReplicas(want));
     }
-    if d.replicas > have {
-        return Some(Step::IncreaseReplicas(d.replicas));
+    if want > have {
+        return Some(Step::IncreaseReplicas(want));
     }
-    let want_failover = d.failover();
+    let want_failover = d.failover(have);
     let failover_drift =
         g.failover_on() != want_failover || (g.multi_az == "enabled") != want_failover;
-    let node_type =
-        (g.node_type.as_deref() != Some(d.node_type.as_str())).then(|| d.node_type.clone());
+    let node_type = d
+        .node_type
+        .as_ref()
+        .filter(|t| g.node_type.as_deref() != Some(t.as_str()))
+        .cloned();
     if failover_drift || node_type.is_some() {
         return Some(Step::Modify {
             failover: failover_drift.then_some(want_failover),
@@ -314,7 +345,7 @@ pub fn readiness(d: &DesiredGroup, report: &CacheReport) -> Readiness {
         };
     }
     let zones: BTreeSet<&str> = g.members.iter().filter_map(|m| m.zone.as_deref()).collect();
-    if d.multi_az && d.replicas >= 1 && zones.len() < 2 {
+    if d.multi_az && d.replicas_for(g.replicas()) >= 1 && zones.len() < 2 {
         return Readiness {
             ready: false,
             reason: reasons::SINGLE_ZONE,
@@ -479,7 +510,7 @@ async fn find_by_owner(aws: &Aws, d: &DesiredGroup) -> Result<Option<ObservedGro
 
 async fn create_group(aws: &Aws, d: &DesiredGroup) -> Result<ObservedGroup> {
     let ec = aws.elasticache().await;
-    let zones = node_zones(&d.zones, d.replicas + 1);
+    let zones = node_zones(&d.zones, d.create_replicas() + 1);
     let out = aws
         .call(
             "elasticache:CreateReplicationGroup",
@@ -488,15 +519,15 @@ async fn create_group(aws: &Aws, d: &DesiredGroup) -> Result<ObservedGroup> {
                 .replication_group_description(&d.description)
                 .engine(d.engine)
                 .set_engine_version(d.engine_version.clone())
-                .cache_node_type(&d.node_type)
+                .cache_node_type(d.create_node_type())
                 // One shard with `replicas` replicas. (ReplicasPerNodeGroup rather than
                 // NumCacheClusters: both describe this shape, and it is the one that names the
                 // replica count the spec has.)
                 .num_node_groups(1)
-                .replicas_per_node_group(i32::try_from(d.replicas).unwrap_or(0))
+                .replicas_per_node_group(i32::try_from(d.create_replicas()).unwrap_or(0))
                 .set_preferred_cache_cluster_azs((!zones.is_empty()).then_some(zones))
-                .automatic_failover_enabled(d.failover())
-                .multi_az_enabled(d.failover())
+                .automatic_failover_enabled(d.create_replicas() >= 1)
+                .multi_az_enabled(d.create_replicas() >= 1)
                 .transit_encryption_enabled(true)
                 .at_rest_encryption_enabled(true)
                 .set_cache_subnet_group_name(d.subnet_group.clone())
@@ -555,7 +586,10 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
                     "Created",
                     format!(
                         "{KIND} {}: created ({} {}, {} replicas, encrypted in transit and at rest)",
-                        g.id, d.engine, d.node_type, d.replicas
+                        g.id,
+                        d.engine,
+                        d.create_node_type(),
+                        d.create_replicas()
                     ),
                 ));
                 g
@@ -780,8 +814,8 @@ spec:
         assert_eq!(d.id, "shop-shop-web-750bd165");
         assert_eq!(d.legacy_id.as_deref(), Some("shop-shop-web"));
         assert_eq!(d.engine, "valkey");
-        assert_eq!(d.replicas, 2);
-        assert!(d.failover());
+        assert_eq!(d.replicas, Some(2));
+        assert!(d.failover(0));
         assert_eq!(
             d.description,
             "halo: cache of HighlyAvailableApp shop/shop-web"
@@ -811,12 +845,12 @@ spec:
             next_step(&d, &group(1, "enabled")),
             Some(Step::IncreaseReplicas(2))
         );
-        d.replicas = 1;
+        d.replicas = Some(1);
         assert_eq!(
             next_step(&d, &group(2, "enabled")),
             Some(Step::DecreaseReplicas(1))
         );
-        d.replicas = 0;
+        d.replicas = Some(0);
         assert_eq!(
             next_step(&d, &group(1, "enabled")),
             Some(Step::Modify {
@@ -828,6 +862,47 @@ spec:
             next_step(&d, &group(1, "disabled")),
             Some(Step::DecreaseReplicas(0))
         );
+    }
+
+    /// Adopting with the spec silent on the shape changes nothing: no replica added or removed,
+    /// no node type change, and the operator's security and subnet groups are not applied.
+    #[test]
+    fn adoption_keeps_the_observed_shape() {
+        let config = AwsConfig {
+            cache_subnet_group: Some("private-cache".into()),
+            cache_security_groups: vec!["sg-0aaaaaaaaaaaaaaaa".into()],
+            ..AwsConfig::default()
+        };
+        let adopted = CACHE_APP
+            .replace("    nodeType: cache.r7g.large\n    replicas: 2\n", "")
+            .replace(
+                "    multiAZ: true\n",
+                "    adopt: {replicationGroupId: legacy-cache}\n",
+            );
+        let d = desired(&validated(&adopted), &config).expect("cache");
+        assert!(d.adopted);
+        assert_eq!(
+            (&d.replicas, &d.node_type, &d.subnet_group),
+            (&None, &None, &None)
+        );
+        assert!(d.security_groups.is_empty());
+        for replicas in [1, 3] {
+            let mut g = group(replicas, "enabled");
+            g.node_type = Some("cache.t4g.micro".into());
+            assert_eq!(next_step(&d, &g), None);
+        }
+        let report = CacheReport {
+            group: group(1, "enabled"),
+            ..CacheReport::default()
+        };
+        assert!(readiness(&d, &report).ready);
+
+        // A group halo creates still gets the defaults.
+        let created = CACHE_APP.replace("    nodeType: cache.r7g.large\n    replicas: 2\n", "");
+        let d = desired(&validated(&created), &config).expect("cache");
+        assert_eq!(d.replicas, Some(2));
+        assert_eq!(d.node_type.as_deref(), Some("cache.r6g.large"));
+        assert_eq!(d.security_groups, vec!["sg-0aaaaaaaaaaaaaaaa"]);
     }
 
     /// Failover switched off behind halo's back, or another node type, is corrected.

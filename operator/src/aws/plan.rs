@@ -60,7 +60,8 @@ impl AwsPlan {
 
 /// The plan of one reconcile. `load_balancer` is the ALB hostname from the Ingress status
 /// (DNS records wait for it); `status` holds what earlier reconciles recorded (the DNS record
-/// set, tables and alarms), so what a removed section left behind is still cleaned up.
+/// set, tables, alarms and the replica bucket), so what a removed section or a changed
+/// `replicateTo` left behind is still cleaned up.
 pub fn plan(
     app: &ValidatedApp,
     config: &AwsConfig,
@@ -107,7 +108,8 @@ pub fn plan(
     );
     AwsPlan {
         dns: dns_plan(app, &site.cluster_id, status, load_balancer),
-        bucket: s3::desired(app, config),
+        bucket: s3::desired(app, config)
+            .map(|b| b.with_recorded(status.and_then(|s| s.static_assets.as_ref()))),
         database,
         cache,
         tables,

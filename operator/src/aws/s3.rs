@@ -6,6 +6,10 @@
 //! stable bucket costs one read per setting (tags, versioning, encryption, public access
 //! block, lifecycle, replication) and no mutating call.
 //!
+//! A replica bucket the status recorded that the spec no longer names (a changed or removed
+//! `replicateTo`) loses halo's replication rule and then gets the deletion policy; until that
+//! is done the status keeps recording it.
+//!
 //! S3 has no "create with tags" for general purpose buckets, so a crash between CreateBucket
 //! and PutBucketTagging leaves an untagged bucket: halo claims a bucket with its name only when
 //! it is untagged and empty, which is exactly that case.
@@ -68,6 +72,23 @@ pub struct DesiredBucket {
     pub deletion_policy: RetainOrDelete,
     pub empty_on_delete: bool,
     pub tags: Vec<(String, String)>,
+    /// A replica bucket an earlier reconcile recorded that the spec no longer names (after a
+    /// `replicateTo` change or removal): halo stops replicating to it and carries out the
+    /// deletion policy on it. Set by [`DesiredBucket::with_recorded`].
+    pub former_replica: Option<String>,
+}
+
+impl DesiredBucket {
+    /// Takes note of the replica bucket `status.staticAssets` recorded, when the spec no
+    /// longer names it.
+    pub fn with_recorded(mut self, recorded: Option<&StaticAssetsStatus>) -> Self {
+        self.former_replica = recorded
+            .and_then(|r| r.replica_bucket.clone())
+            .filter(|old| {
+                *old != self.bucket && self.replica.as_ref().is_none_or(|r| &r.bucket != old)
+            });
+        self
+    }
 }
 
 /// The names an earlier halo gave the bucket and its replica.
@@ -132,6 +153,7 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredBucket> 
         deletion_policy: s.deletion_policy,
         empty_on_delete: s.empty_on_delete,
         tags: ownership_tags(&app.owner),
+        former_replica: None,
     })
 }
 
@@ -163,7 +185,12 @@ pub enum BucketChange {
     Encryption(Encryption),
     BlockPublicAccess,
     Lifecycle(i32),
-    Replication { role: String, destination: String },
+    Replication {
+        role: String,
+        destination: String,
+    },
+    /// Removes halo's replication rule (the spec no longer replicates).
+    StopReplication,
 }
 
 impl BucketChange {
@@ -182,6 +209,7 @@ impl BucketChange {
             BucketChange::Replication { destination, .. } => {
                 format!("replicating to {destination}")
             }
+            BucketChange::StopReplication => "replication stopped".into(),
         }
     }
 }
@@ -194,6 +222,8 @@ pub struct BucketSettings {
     pub encryption: Encryption,
     pub lifecycle_days: Option<i32>,
     pub replication: Option<(String, String)>,
+    /// halo's replication rule must go: it replicated to a bucket the spec no longer names.
+    pub stop_replication: bool,
 }
 
 /// The settings of the source bucket; the replication role is needed only with a replica.
@@ -210,6 +240,7 @@ pub fn source_settings(d: &DesiredBucket) -> BucketSettings {
                 .clone()
                 .map(|role| (role, format!("arn:aws:s3:::{}", r.bucket)))
         }),
+        stop_replication: d.replica.is_none() && d.former_replica.is_some(),
     }
 }
 
@@ -220,6 +251,7 @@ pub fn replica_settings() -> BucketSettings {
         encryption: ("AES256".into(), None),
         lifecycle_days: None,
         replication: None,
+        stop_replication: false,
     }
 }
 
@@ -249,6 +281,9 @@ pub fn plan(want: &BucketSettings, o: &ObservedBucket) -> Vec<BucketChange> {
             destination: destination.clone(),
         });
     }
+    if want.stop_replication && o.replication.is_some() {
+        changes.push(BucketChange::StopReplication);
+    }
     changes
 }
 
@@ -259,6 +294,9 @@ pub struct BucketReport {
     pub region: Option<String>,
     pub replica: Option<ReplicaBucket>,
     pub changes: Vec<Change>,
+    /// The deletion policy on the former replica bucket, when one is still being cleaned up:
+    /// until it is done, the status keeps recording that bucket.
+    pub former_replica: Option<CleanupReport>,
 }
 
 /// The `StaticAssetsReady` condition of a bucket [`ensure`] brought to the spec.
@@ -314,6 +352,19 @@ fn sdk_tags(tags: &[(String, String)], api: &str) -> Result<Tagging> {
         .map_err(build_error(api))
 }
 
+/// What an AccessDenied on reading a bucket's tags means: halo's IAM role lacks the
+/// permission, or the bucket belongs to another account (S3 answers both the same way).
+pub fn tags_access_denied(bucket: &str, aws_message: &str) -> Error {
+    Error::Aws {
+        api: "s3:GetBucketTagging".into(),
+        code: "AccessDenied".into(),
+        message: format!(
+            "halo may not read the tags of {KIND} {bucket} ({aws_message}): grant s3:GetBucketTagging on arn:aws:s3:::{bucket} to the operator's IAM role (see config/iam/halo-policy.json); if the bucket belongs to another AWS account, choose another bucket name"
+        ),
+        throttled: false,
+    }
+}
+
 /// The bucket's tags; `None` when it does not exist.
 async fn bucket_tags(
     aws: &Aws,
@@ -329,6 +380,32 @@ async fn bucket_tags(
     {
         Ok(out) => Ok(Some(tags_of(out.tag_set()))),
         Err(e) if is_code(&e, "NoSuchTagSet") => Ok(Some(Vec::new())),
+        Err(e) if is_code(&e, "NoSuchBucket") => Ok(None),
+        Err(Error::Aws { code, message, .. }) if code == "AccessDenied" => {
+            Err(tags_access_denied(bucket, &message))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The region a bucket is in; `None` when it does not exist.
+async fn bucket_region(aws: &Aws, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<String>> {
+    match aws
+        .call(
+            "s3:GetBucketLocation",
+            s3.get_bucket_location().bucket(bucket).send(),
+        )
+        .await
+    {
+        // us-east-1 has no location constraint; `EU` is eu-west-1's legacy name.
+        Ok(out) => Ok(Some(
+            match out.location_constraint().map(|c| c.as_str()) {
+                None | Some("") => "us-east-1",
+                Some("EU") => "eu-west-1",
+                Some(region) => region,
+            }
+            .to_string(),
+        )),
         Err(e) if is_code(&e, "NoSuchBucket") => Ok(None),
         Err(e) => Err(e),
     }
@@ -499,7 +576,7 @@ async fn observe(
         }
     }
     let mut replication = None;
-    if want.replication.is_some() {
+    if want.replication.is_some() || want.stop_replication {
         match aws
             .call(
                 "s3:GetBucketReplication",
@@ -662,6 +739,13 @@ async fn apply(
             )
             .await?;
         }
+        BucketChange::StopReplication => {
+            aws.call(
+                "s3:DeleteBucketReplication",
+                s3.delete_bucket_replication().bucket(bucket).send(),
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -697,8 +781,6 @@ async fn ensure_bucket(
             ));
             Vec::new()
         }
-        // Another account's bucket answers 403.
-        Err(e) if is_code(&e, "AccessDenied") => return Err(not_ours()),
         Err(e) => return Err(e),
     };
     let tags = match ownership(&d.owner, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
@@ -798,12 +880,49 @@ pub async fn ensure(aws: &Aws, d: &DesiredBucket) -> Result<BucketReport> {
             message: "replication needs an IAM role for S3 to assume, and this operator has none: start halo with --s3-replication-role-arn (HALO_S3_REPLICATION_ROLE_ARN, chart value aws.s3ReplicationRoleArn)".into(),
         });
     }
+    // Only now that the source replicates elsewhere (or not at all) does the old replica go.
+    let former_replica = match &d.former_replica {
+        Some(old) => {
+            let report = cleanup_former_replica(aws, s3, d, old).await?;
+            changes.extend(report.changes.iter().cloned());
+            (!report.done).then_some(report)
+        }
+        None => None,
+    };
     Ok(BucketReport {
         bucket: d.bucket.clone(),
         region,
         replica: d.replica.clone(),
         changes,
+        former_replica,
     })
+}
+
+/// Carries out the deletion policy on a replica bucket the spec no longer names.
+async fn cleanup_former_replica(
+    aws: &Aws,
+    s3: &aws_sdk_s3::Client,
+    d: &DesiredBucket,
+    old: &str,
+) -> Result<CleanupReport> {
+    let Some(region) = bucket_region(aws, s3, old).await? else {
+        return Ok(cleaned::gone(KIND, old));
+    };
+    let client = aws.s3_client(Some(&region)).await;
+    let mut report = match cleanup_bucket(aws, &client, d, old).await {
+        Err(Error::DeletionBlocked { kind, id, reason }) => {
+            return Err(Error::DeletionBlocked {
+                kind,
+                id,
+                reason: format!(
+                    "it was the replica bucket before spec.staticAssets.replicateTo changed, and {reason}"
+                ),
+            });
+        }
+        other => other?,
+    };
+    report.message = format!("former replica: {}", report.message);
+    Ok(report)
 }
 
 /// Deletes every object version and delete marker, a page at a time; `true` once empty.
@@ -921,7 +1040,8 @@ async fn cleanup_bucket(
     ))
 }
 
-/// Carries out the deletion policy on the bucket, then on the replica bucket.
+/// Carries out the deletion policy on the bucket, then on the replica bucket, then on a former
+/// replica bucket whose cleanup had not finished.
 pub async fn cleanup(aws: &Aws, d: &DesiredBucket) -> Result<CleanupReport> {
     let in_use;
     let d = match legacy_in_use(aws, d).await? {
@@ -940,6 +1060,12 @@ pub async fn cleanup(aws: &Aws, d: &DesiredBucket) -> Result<CleanupReport> {
         report.message = format!("{}; {}", report.message, replica.message);
         report.changes.extend(replica.changes);
     }
+    if let (true, Some(old)) = (report.done, &d.former_replica) {
+        let former = cleanup_former_replica(aws, s3, d, old).await?;
+        report.done = former.done;
+        report.message = format!("{}; {}", report.message, former.message);
+        report.changes.extend(former.changes);
+    }
     Ok(report)
 }
 
@@ -952,12 +1078,19 @@ impl Service for Bucket<'_> {
 
     async fn ensure(&self, d: &DesiredBucket) -> Outcome<Self::View> {
         Outcome::seen(Box::pin(ensure(self.0, d)).await.map(|report| {
-            let view = AwsView::Seen {
-                readiness: readiness(d, &report),
-                endpoints: StaticAssetsStatus {
-                    bucket: report.bucket.clone(),
-                    region: report.region.clone(),
-                    replica_bucket: report.replica.as_ref().map(|r| r.bucket.clone()),
+            let view = match &report.former_replica {
+                // The status keeps recording the former replica until its cleanup is done.
+                Some(pending) => AwsView::Unseen {
+                    reason: reasons::DELETING,
+                    message: pending.message.clone(),
+                },
+                None => AwsView::Seen {
+                    readiness: readiness(d, &report),
+                    endpoints: StaticAssetsStatus {
+                        bucket: report.bucket.clone(),
+                        region: report.region.clone(),
+                        replica_bucket: report.replica.as_ref().map(|r| r.bucket.clone()),
+                    },
                 },
             };
             (view, report.changes)
@@ -1058,6 +1191,69 @@ spec:
     fn no_role_no_replication_rule() {
         let d = desired(&validated(APP), &AwsConfig::default()).expect("bucket");
         assert_eq!(source_settings(&d).replication, None);
+    }
+
+    /// The replica bucket the status recorded becomes the former replica only when the spec
+    /// no longer names it (and never when it is the source bucket itself).
+    #[test]
+    fn recorded_replica_that_left_the_spec_is_former() {
+        let d = desired(&validated(APP), &config()).expect("bucket");
+        let status = |replica: &str| StaticAssetsStatus {
+            bucket: d.bucket.clone(),
+            region: None,
+            replica_bucket: Some(replica.into()),
+        };
+        let same = d
+            .clone()
+            .with_recorded(Some(&status("shop-web-assets-us-west-2")));
+        assert_eq!(same.former_replica, None);
+        let moved = d
+            .clone()
+            .with_recorded(Some(&status("shop-web-assets-eu-west-1")));
+        assert_eq!(
+            moved.former_replica.as_deref(),
+            Some("shop-web-assets-eu-west-1")
+        );
+        assert_eq!(
+            d.clone()
+                .with_recorded(Some(&status("shop-web-assets")))
+                .former_replica,
+            None
+        );
+        assert_eq!(d.clone().with_recorded(None).former_replica, None);
+    }
+
+    /// With `replicateTo` removed, halo's rule to the former replica goes; with it changed,
+    /// the rule is replaced by one to the new replica.
+    #[test]
+    fn replication_follows_replicate_to() {
+        let d = desired(&validated(APP), &config()).expect("bucket");
+        let old_rule = Some((
+            "arn:aws:iam::123456789012:role/halo-s3-replication".to_string(),
+            "arn:aws:s3:::shop-web-assets-eu-west-1".to_string(),
+        ));
+        let observed = ObservedBucket {
+            replication: old_rule.clone(),
+            ..converged(&d)
+        };
+        assert_eq!(
+            plan(&source_settings(&d), &observed)
+                .iter()
+                .map(BucketChange::describe)
+                .collect::<Vec<_>>(),
+            vec!["replicating to arn:aws:s3:::shop-web-assets-us-west-2"]
+        );
+        let removed = DesiredBucket {
+            replica: None,
+            former_replica: Some("shop-web-assets-eu-west-1".into()),
+            ..d.clone()
+        };
+        assert_eq!(
+            plan(&source_settings(&removed), &observed),
+            vec![BucketChange::StopReplication]
+        );
+        let never = DesiredBucket { replica: None, ..d };
+        assert_eq!(plan(&source_settings(&never), &observed), vec![]);
     }
 
     /// A changed expiry or a public access block someone loosened is corrected.
