@@ -126,15 +126,21 @@ impl Full {
         aws: Aws,
         r53: aws_sdk_route53::Client,
     ) -> Self {
-        let id = format!("{ns}-{name}");
-        let bucket = format!("{id}-assets");
+        // The names halo derives (hashed: the namespace holds a `-`).
+        let owner = halo::meta::Owner {
+            name: name.clone(),
+            namespace: ns.to_string(),
+            uid: String::new(),
+        };
+        let id = halo::names::resource_id(&owner, halo::names::MAX_GROUP_ID);
+        let bucket = halo::names::default_bucket(&owner);
         Full {
             client,
             ns: ns.to_string(),
             alarm_prefix: format!("halo/{ns}/{name}/"),
             replica_bucket: halo::aws::s3::default_replica_bucket(&bucket, "us-west-2"),
-            orders: format!("{id}-orders"),
-            sessions: format!("{id}-sessions"),
+            orders: halo::names::table_name(&owner, "orders"),
+            sessions: halo::names::table_name(&owner, "sessions"),
             bucket,
             name,
             id,
