@@ -89,6 +89,10 @@ enum Command {
         /// Namespace for apps whose manifest has none.
         #[arg(short, long, default_value = "default")]
         namespace: String,
+        /// The operator's AWS region: a DynamoDB replica there is refused, as the operator
+        /// would. Unset: that check is skipped.
+        #[arg(long = "aws-region", env = "HALO_AWS_REGION")]
+        region: Option<String>,
     },
 }
 
@@ -185,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             file,
             output,
             namespace,
+            region,
         } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -192,7 +197,8 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            print!("{}", render_manifest(&text, &namespace, output)?);
+            let region = region.as_deref().filter(|r| !r.is_empty());
+            print!("{}", render_manifest(&text, &namespace, region, output)?);
             Ok(())
         }
         Command::Run {
@@ -346,11 +352,17 @@ fn crd_yaml(kind: CrdKind) -> anyhow::Result<String> {
     })
 }
 
-/// Stands in for the operator's region in `halo render`.
+/// Stands in for the operator's region in `halo render` without `--aws-region`.
 const RENDER_REGION: &str = "<operator region>";
 
-/// Renders every HighlyAvailableApp in `text`, refusing specs the API server would refuse.
-fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Result<String> {
+/// Renders every HighlyAvailableApp in `text`, refusing specs the API server would refuse, and
+/// what the operator in `region` would refuse.
+fn render_manifest(
+    text: &str,
+    namespace: &str,
+    region: Option<&str>,
+    output: Output,
+) -> anyhow::Result<String> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).context("parsing YAML")?;
     let mut objects = Vec::new();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
@@ -373,7 +385,7 @@ fn render_manifest(text: &str, namespace: &str, output: Output) -> anyhow::Resul
         }
         let owner = owner_of(&app, namespace, Some("<uid assigned by the API server>"))?;
         // The region only defaults the DNS set identifier, which renders into no object.
-        let validated = validate_in(&app, owner, Some(RENDER_REGION))?;
+        let validated = validate_in(&app, owner, Some(region.unwrap_or(RENDER_REGION)))?;
         objects.extend(render(&validated).to_values()?);
     }
     if objects.is_empty() {
@@ -403,7 +415,7 @@ mod tests {
     #[test]
     fn render_full_sample_prints_all_kinds() {
         let text = include_str!("../../config/samples/full.yaml");
-        let out = render_manifest(text, "default", Output::Yaml).expect("renders");
+        let out = render_manifest(text, "default", None, Output::Yaml).expect("renders");
         let kinds: Vec<&str> = out
             .lines()
             .filter_map(|l| l.strip_prefix("kind: "))
@@ -419,7 +431,7 @@ mod tests {
             ]
         );
         assert_eq!(out.matches("---\n").count(), 5);
-        let json = render_manifest(text, "default", Output::Json).expect("renders json");
+        let json = render_manifest(text, "default", None, Output::Json).expect("renders json");
         let list: serde_json::Value = serde_json::from_str(&json).expect("valid json");
         assert_eq!(list["items"].as_array().map(Vec::len), Some(5));
         assert_eq!(list["items"][0]["metadata"]["namespace"], "shop");
@@ -430,13 +442,44 @@ mod tests {
     fn render_refuses_invalid_specs() {
         let text = include_str!("../../config/samples/small.yaml")
             .replace("port: 8080", "port: 8080\n  replicas: 2");
-        let err = render_manifest(&text, "default", Output::Yaml)
+        let err = render_manifest(&text, "default", None, Output::Yaml)
             .expect_err("must be refused")
             .to_string();
         assert!(
             err.contains("spec.replicas: replicas must be at least zones.minZones"),
             "{err}"
         );
+    }
+
+    /// The preview refuses what the API server's CEL rules and the operator refuse: a bucket
+    /// name S3 reserves, and, with `--aws-region`, a DynamoDB replica in that region.
+    #[test]
+    fn render_refuses_bad_input_rows() {
+        let small = include_str!("../../config/samples/small.yaml");
+        let text = format!(
+            "{}\n  staticAssets: {{bucket: xn--shop}}\n",
+            small.trim_end()
+        );
+        let err = render_manifest(&text, "default", None, Output::Yaml)
+            .expect_err("must be refused")
+            .to_string();
+        assert!(
+            err.contains("spec.staticAssets.bucket: staticAssets.bucket must not start with xn--"),
+            "{err}"
+        );
+        let text = format!(
+            "{}\n  dynamodb: {{tables: [{{name: carts, partitionKey: {{name: id}}, replicaRegions: [us-west-2]}}]}}\n",
+            small.trim_end()
+        );
+        let err = render_manifest(&text, "default", Some("us-west-2"), Output::Yaml)
+            .expect_err("must be refused")
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid spec: spec.dynamodb.tables[0].replicaRegions: must not contain us-west-2, the operator's region: the table itself is there, and replicas go to other regions"
+        );
+        assert!(render_manifest(&text, "default", Some("us-east-1"), Output::Yaml).is_ok());
+        assert!(render_manifest(&text, "default", None, Output::Yaml).is_ok());
     }
 
     /// Flags and their env fallbacks become the AWS configuration; lists are comma-separated.
@@ -486,8 +529,13 @@ mod tests {
     /// No HighlyAvailableApp in the input is an error, not an empty preview.
     #[test]
     fn render_needs_an_app() {
-        let err = render_manifest("apiVersion: v1\nkind: ConfigMap\n", "default", Output::Yaml)
-            .expect_err("error");
+        let err = render_manifest(
+            "apiVersion: v1\nkind: ConfigMap\n",
+            "default",
+            None,
+            Output::Yaml,
+        )
+        .expect_err("error");
         assert_eq!(err.to_string(), "no HighlyAvailableApp found in the input");
     }
 }

@@ -112,13 +112,14 @@ pub fn validate(app: &HighlyAvailableApp, owner: Owner) -> Result<ValidatedApp> 
 }
 
 /// Resolves the spec into a [`ValidatedApp`] for an operator in `region`, the default of
-/// `spec.dns.setIdentifier`.
+/// `spec.dns.setIdentifier`; a DynamoDB replica in `region` itself is refused.
 pub fn validate_in(
     app: &HighlyAvailableApp,
     owner: Owner,
     region: Option<&str>,
 ) -> Result<ValidatedApp> {
     let spec = &app.spec;
+    let deleting = app.metadata.deletion_timestamp.is_some();
     if owner.name.len() > 63 || !is_dns1035_label(&owner.name) {
         return Err(invalid(
             "metadata.name",
@@ -183,7 +184,45 @@ pub fn validate_in(
         names: Names::default(),
     };
     app.names = resolve_names(&app);
+    // A deleting app is cleaned up whatever it asks for: these only matter to what halo creates.
+    if !deleting {
+        refuse_what_needs_the_operator(&app, region)?;
+    }
     Ok(app)
+}
+
+/// Refuses what the API server cannot judge, since it needs the operator's `region` or the
+/// app's namespace (the default bucket name). Pure.
+fn refuse_what_needs_the_operator(app: &ValidatedApp, region: Option<&str>) -> Result<()> {
+    if let Some(region) = region.filter(|r| !r.is_empty()) {
+        let tables = app.dynamodb.iter().flat_map(|d| &d.tables);
+        for (i, table) in tables.enumerate() {
+            if table.replica_regions.iter().any(|r| r.0 == region) {
+                return Err(Error::InvalidSpec {
+                    field: format!("spec.dynamodb.tables[{i}].replicaRegions"),
+                    message: format!(
+                        "must not contain {region}, the operator's region: the table itself is there, and replicas go to other regions"
+                    ),
+                });
+            }
+        }
+    }
+    let replica_bucket = app
+        .static_assets
+        .as_ref()
+        .and_then(|s| s.replicate_to.as_ref())
+        .and_then(|r| r.bucket.as_ref());
+    if let (Some(replica), Some(source)) = (replica_bucket, &app.names.bucket)
+        && replica == source
+    {
+        return Err(Error::InvalidSpec {
+            field: "spec.staticAssets.replicateTo.bucket".into(),
+            message: format!(
+                "must differ from the source bucket {source}: S3 replicates into another bucket, and bucket names are global"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Every derived name of the app. Pure.
@@ -289,5 +328,67 @@ pub fn is_dns1035_label(s: &str) -> bool {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{SMALL, app};
+
+    fn validate_with(section: &str, region: Option<&str>) -> Result<ValidatedApp> {
+        let app = app(&format!("{}\n{section}", SMALL.trim_end()));
+        let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
+        validate_in(&app, owner, region)
+    }
+
+    /// A replica in the operator's own region is where the table already is: refused with the
+    /// table's field and the region, which only the operator knows.
+    #[test]
+    fn replica_in_the_operators_region_is_refused() {
+        let tables = "  dynamodb: {tables: [{name: carts, partitionKey: {name: id}}, {name: orders, partitionKey: {name: id}, replicaRegions: [us-west-2, eu-west-1]}]}";
+        let err = validate_with(tables, Some("eu-west-1")).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid spec: spec.dynamodb.tables[1].replicaRegions: must not contain eu-west-1, the operator's region: the table itself is there, and replicas go to other regions"
+        );
+        assert!(validate_with(tables, Some("us-east-1")).is_ok());
+        assert!(validate_with(tables, None).is_ok());
+    }
+
+    /// The default source bucket `<namespace>-<app>-assets` is known only with the namespace:
+    /// a replica bucket of that name is refused here (the CEL rule catches an explicit one).
+    #[test]
+    fn replica_bucket_equal_to_the_default_source_is_refused() {
+        let err = validate_with(
+            "  staticAssets: {replicateTo: {region: us-west-2, bucket: default-web-assets}}",
+            Some("us-east-1"),
+        )
+        .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid spec: spec.staticAssets.replicateTo.bucket: must differ from the source bucket default-web-assets: S3 replicates into another bucket, and bucket names are global"
+        );
+        assert!(
+            validate_with(
+                "  staticAssets: {replicateTo: {region: us-west-2, bucket: default-web-assets-replica}}",
+                Some("us-east-1"),
+            )
+            .is_ok()
+        );
+    }
+
+    /// A deleting app is still cleaned up: what only matters to creation does not block it.
+    #[test]
+    fn deleting_app_is_not_refused_for_its_replicas() {
+        let mut app = app(&format!(
+            "{}\n  dynamodb: {{tables: [{{name: carts, partitionKey: {{name: id}}, replicaRegions: [us-east-1]}}]}}",
+            SMALL.trim_end()
+        ));
+        app.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        let owner = owner_of(&app, "default", Some("uid-1")).expect("owner");
+        assert!(validate_in(&app, owner, Some("us-east-1")).is_ok());
     }
 }

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// CEL: no label (the text between two dots) longer than 63 characters.
+pub const LABELS_AT_MOST_63: &str = "!self.matches('[^.]{64}')";
+
 /// Longest `recordName`: the ownership record `_halo-owner.<recordName>` must still be a valid
 /// DNS name (253 characters).
 pub const MAX_RECORD_NAME: usize = 240;
@@ -46,6 +49,10 @@ pub const MAX_RECORD_NAME: usize = 240;
     validation = Rule::new("!self.healthCheck.enabled || self.ttl <= 60")
         .message("dns.ttl must be at most 60 on a health-checked record, so resolvers stop using an unhealthy endpoint within a minute")
         .field_path(".ttl")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.zoneName) || ('.' + self.recordName + '.').endsWith('.' + self.zoneName + (self.zoneName.endsWith('.') ? '' : '.'))")
+        .message("dns.recordName must be dns.zoneName or a name under it: Route 53 refuses a record outside its hosted zone")
+        .field_path(".recordName")
         .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase")]
@@ -63,15 +70,23 @@ pub struct DnsSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\.?$"),
         length(max = 253)
     )]
+    #[x_kube(validation = Rule::new(LABELS_AT_MOST_63)
+        .message("dns.zoneName must have labels (the parts between dots) of at most 63 characters, the DNS limit")
+        .reason(Reason::FieldValueInvalid))]
     pub zone_name: Option<String>,
 
     /// Name of the record, e.g. `shop.example.com`: the same as `ingress.host`, since the ALB
-    /// routes requests by host name. halo also writes a TXT ownership record at
+    /// routes requests by host name; with a wildcard host (`*.example.com`), a name it covers
+    /// (`shop.example.com`: one label in place of the `*`). With zoneName, the zone or a name
+    /// under it. halo also writes a TXT ownership record at
     /// `_halo-owner.<recordName>`.
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
         length(min = 1, max = 240)
     )]
+    #[x_kube(validation = Rule::new(LABELS_AT_MOST_63)
+        .message("dns.recordName must have labels (the parts between dots) of at most 63 characters, the DNS limit")
+        .reason(Reason::FieldValueInvalid))]
     pub record_name: String,
 
     /// Seconds resolvers may cache the record; at most 60 with a health check. An alias record
@@ -426,17 +441,23 @@ mod tests {
     }
 
     /// Valid DNS sections pass every CEL rule of the CRD (the bad-input table holds the
-    /// refusals).
+    /// refusals): a record at the zone apex or under it (zone names may end in a dot), a
+    /// 63-character label, and a concrete name under a wildcard host.
     #[test]
     fn valid_dns_sections_pass_the_cel_rules() {
-        for dns in [
-            "{hostedZoneId: Z1, recordName: web.example.com}",
-            "{zoneName: example.com, recordName: web.example.com, routing: failover, role: secondary}",
-            "{hostedZoneId: Z1, recordName: web.example.com, routing: weighted, weight: 0, setIdentifier: blue, ttl: 300, healthCheck: {enabled: false, disabledReason: static page}}",
-            "{hostedZoneId: Z1, recordName: web.example.com, routing: latency, healthCheck: {intervalSeconds: 10, failureThreshold: 1, path: /ready}}",
+        let label63 = "a".repeat(63);
+        for (host, dns) in [
+            ("web.example.com", "{hostedZoneId: Z1, recordName: web.example.com}".to_string()),
+            ("web.example.com", "{zoneName: example.com, recordName: web.example.com, routing: failover, role: secondary}".into()),
+            ("web.example.com", "{zoneName: web.example.com., recordName: web.example.com}".into()),
+            ("web.example.com", "{zoneName: com, recordName: web.example.com}".into()),
+            ("web.example.com", "{hostedZoneId: Z1, recordName: web.example.com, routing: weighted, weight: 0, setIdentifier: blue, ttl: 300, healthCheck: {enabled: false, disabledReason: static page}}".into()),
+            ("web.example.com", "{hostedZoneId: Z1, recordName: web.example.com, routing: latency, healthCheck: {intervalSeconds: 10, failureThreshold: 1, path: /ready}}".into()),
+            ("*.example.com", "{zoneName: example.com., recordName: shop.example.com}".into()),
+            ("*.example.com", format!("{{zoneName: {label63}.example.com, recordName: {label63}.example.com}}")),
         ] {
             let yaml = format!(
-                "{}\n  ingress: {{host: web.example.com}}\n  dns: {dns}\n",
+                "{}\n  ingress: {{host: '{host}'}}\n  dns: {dns}\n",
                 crate::fixtures::SMALL.trim_end()
             );
             let app: crate::api::HighlyAvailableApp =

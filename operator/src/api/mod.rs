@@ -107,6 +107,12 @@ use serde::{Deserialize, Serialize};
         .message("dns.recordName must equal ingress.host: the ALB routes requests by host name, so any other name gets a 404")
         .field_path(".dns.recordName")
         .reason(Reason::FieldValueInvalid),
+    // A wildcard host is served for any one label in place of the `*` (the Ingress meaning);
+    // the record must be such a concrete name, not an unrelated one.
+    validation = Rule::new("!has(self.dns) || !has(self.ingress) || !self.ingress.host.startsWith('*.') || (self.dns.recordName.contains('.') && self.dns.recordName.substring(self.dns.recordName.indexOf('.')) == self.ingress.host.substring(1))")
+        .message("dns.recordName must be a name the wildcard ingress.host covers: one label in place of the '*' (shop.example.com for *.example.com)")
+        .field_path(".dns.recordName")
+        .reason(Reason::FieldValueInvalid),
     validation = Rule::new("!has(self.dns) || !has(self.ingress) || !self.dns.healthCheck.enabled || self.ingress.scheme != 'internal'")
         .message("Route 53 health checkers cannot reach an internal ALB: use an internet-facing one, or set dns.healthCheck.enabled to false with a disabledReason")
         .field_path(".dns.healthCheck.enabled")
@@ -454,13 +460,17 @@ impl Default for FailureReaction {
     .reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
 pub struct IngressSpec {
-    /// Host name the ALB routes to this app, e.g. `shop.example.com`.
+    /// Host name the ALB routes to this app, e.g. `shop.example.com`, or a wildcard such as
+    /// `*.example.com` (any one label in place of the `*`).
     #[schemars(
         regex(
             pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
         ),
         length(max = 253)
     )]
+    #[x_kube(validation = Rule::new(crate::api::dns::LABELS_AT_MOST_63)
+        .message("ingress.host must have labels (the parts between dots) of at most 63 characters, the DNS limit")
+        .reason(Reason::FieldValueInvalid))]
     pub host: String,
     /// `internet-facing` or `internal`.
     #[serde(default)]

@@ -3,9 +3,13 @@
 //! their status fields.
 //!
 //! Every rule the API server can judge is a CEL rule here: unique table names, keys that never
-//! change under a live table, a bucket that never changes name.
+//! change under a live table, a bucket that never changes name, S3's bucket naming rules, the
+//! KMS key's form. What needs the operator's region or the app's namespace (a replica in the
+//! operator's own region, a replica bucket equal to the default source bucket) is refused in
+//! [`crate::validate`].
 
 use kube::KubeSchema;
+use kube::core::{Message, Reason, Rule};
 use serde::{Deserialize, Serialize};
 
 /// DynamoDB tables of the app. A table removed from the list follows its `deletionPolicy`.
@@ -178,6 +182,10 @@ pub struct Region(
     validation = Rule::new("!self.emptyOnDelete || self.deletionPolicy == 'Delete'")
         .message("staticAssets.emptyOnDelete applies only with deletionPolicy Delete")
         .field_path(".emptyOnDelete")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.bucket) || !has(self.replicateTo) || !has(self.replicateTo.bucket) || self.replicateTo.bucket != self.bucket")
+        .message("staticAssets.replicateTo.bucket must differ from staticAssets.bucket: S3 replicates into another bucket, and bucket names are global")
+        .field_path(".replicateTo.bucket")
         .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase")]
@@ -189,13 +197,23 @@ pub struct StaticAssetsSpec {
         regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"),
         length(min = 3, max = 63)
     )]
+    #[x_kube(
+        validation = bucket_without_adjacent_dots("staticAssets.bucket"),
+        validation = bucket_not_an_ip_address("staticAssets.bucket"),
+        validation = bucket_without_reserved_affix("staticAssets.bucket")
+    )]
     pub bucket: Option<String>,
     /// Keep every version of every object (required for replication).
     #[serde(default = "default_true")]
     pub versioning: bool,
-    /// Default encryption with this KMS key (id, alias or ARN); SSE-S3 (AES-256) when unset.
+    /// Default encryption with this KMS key: a key id (`1234abcd-12ab-34cd-56ef-1234567890ab`,
+    /// or `mrk-...` for a multi-Region key), `alias/<name>`, or a key or alias ARN. SSE-S3
+    /// (AES-256) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(KMS_KEY_RULE)
+        .message("staticAssets.kmsKeyId must be a KMS key id (a UUID, or mrk- and 32 hex digits for a multi-Region key), alias/<name>, or a key or alias ARN")
+        .reason(Reason::FieldValueInvalid))]
     pub kms_key_id: Option<String>,
     /// Days after which a version that is no longer current is deleted.
     #[serde(default = "default_noncurrent_days")]
@@ -222,14 +240,49 @@ pub struct StaticAssetsSpec {
 pub struct ReplicateTo {
     /// Region of the replica bucket.
     pub region: Region,
-    /// Replica bucket name. Default: the source bucket's name with `-<region>` appended
-    /// (shortened with a hash when too long).
+    /// Replica bucket name, not the source bucket's. Default: the source bucket's name with
+    /// `-<region>` appended (shortened with a hash when too long).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"),
         length(min = 3, max = 63)
     )]
+    #[x_kube(
+        validation = bucket_without_adjacent_dots("staticAssets.replicateTo.bucket"),
+        validation = bucket_not_an_ip_address("staticAssets.replicateTo.bucket"),
+        validation = bucket_without_reserved_affix("staticAssets.replicateTo.bucket")
+    )]
     pub bucket: Option<String>,
+}
+
+/// A KMS key id (UUID or multi-Region `mrk-`), an alias, or a key or alias ARN.
+const KMS_KEY_RULE: &str = "self.matches('^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:)?(key/)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|mrk-[0-9a-fA-F]{32})$') || self.matches('^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:)?alias/[A-Za-z0-9/_-]{1,250}$')";
+
+// S3's bucket naming rules beyond the pattern (3-63 characters of a-z, 0-9, `.` and `-`,
+// beginning and ending with a letter or digit), for the bucket field named `field`.
+
+fn bucket_without_adjacent_dots(field: &str) -> Rule {
+    Rule::new("!self.contains('..')")
+        .message(Message::Message(format!(
+            "{field} must not contain two adjacent dots (S3 bucket naming rules)"
+        )))
+        .reason(Reason::FieldValueInvalid)
+}
+
+fn bucket_not_an_ip_address(field: &str) -> Rule {
+    Rule::new("!self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')")
+        .message(Message::Message(format!(
+            "{field} must not be formatted as an IP address (S3 bucket naming rules)"
+        )))
+        .reason(Reason::FieldValueInvalid)
+}
+
+fn bucket_without_reserved_affix(field: &str) -> Rule {
+    Rule::new("!(self.startsWith('xn--') || self.startsWith('sthree-') || self.startsWith('amzn-s3-demo-') || self.endsWith('-s3alias') || self.endsWith('--ol-s3') || self.endsWith('.mrap') || self.endsWith('--x-s3') || self.endsWith('--table-s3'))")
+        .message(Message::Message(format!(
+            "{field} must not start with xn--, sthree- or amzn-s3-demo-, nor end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3: S3 reserves them"
+        )))
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// CloudWatch alarms on what halo manages. Removing the section (or `enabled: false`)
@@ -469,6 +522,33 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// Valid bucket names and KMS keys pass every CEL rule: dotted names, names that only
+    /// contain a reserved word, every form of KMS key id, alias and ARN.
+    #[test]
+    fn valid_buckets_and_kms_keys_pass_the_cel_rules() {
+        for assets in [
+            "{bucket: assets.example.com, replicateTo: {region: us-west-2, bucket: assets.example.com.replica}}",
+            "{bucket: xn-shop, replicateTo: {region: us-west-2, bucket: shop-s3alias-x}}",
+            "{bucket: 192.168.1.1.assets, replicateTo: {region: us-west-2}}",
+            "{bucket: shop-mrap, kmsKeyId: 1234abcd-12ab-34cd-56ef-1234567890ab}",
+            "{kmsKeyId: mrk-1234abcd12ab34cd56ef1234567890ab}",
+            "{kmsKeyId: alias/aws/s3}",
+            "{kmsKeyId: alias/shop_assets-key}",
+            "{kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'}",
+            "{kmsKeyId: 'arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab'}",
+            "{kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:alias/shop'}",
+        ] {
+            let yaml = format!(
+                "{}\n  staticAssets: {assets}\n",
+                crate::fixtures::SMALL.trim_end()
+            );
+            let app: HighlyAvailableApp = serde_saphyr::from_str(&yaml).expect("app parses");
+            if let Err(e) = app.validate_cel() {
+                panic!("{assets} refused: {e:?}");
+            }
+        }
     }
 
     /// The bucket name cannot change under a live app.
