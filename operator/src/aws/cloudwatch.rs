@@ -32,7 +32,7 @@ use super::aurora::DesiredCluster;
 use super::elasticache::DesiredGroup;
 use super::service::{Outcome, Service};
 use super::{Aws, Change, Ownership, ownership, ownership_tags, reasons};
-use crate::api::storage::{AlarmStatus, AlarmsSpec};
+use crate::api::storage::{AlarmStatus, AlarmThresholds, AlarmsSpec};
 use crate::meta::Owner;
 use crate::observed::{AwsView, Readiness};
 use crate::validate::ValidatedApp;
@@ -189,127 +189,13 @@ pub fn desired(
     let t = &spec.thresholds;
     add_alb(app, spec, &mut b, &mut skipped);
     if let Some(db) = database {
-        let id = db.id.as_str();
-        let dims = [("DBClusterIdentifier", id)];
-        b.add(
-            "aurora-cpu",
-            "AWS/RDS",
-            "CPUUtilization",
-            &dims,
-            "Average",
-            (5, 5),
-            t.database_cpu_percent,
-            GT,
-            format!("Aurora cluster {id}: CPU above {}%", t.database_cpu_percent),
-        );
-        b.add(
-            "aurora-freeable-memory",
-            "AWS/RDS",
-            "FreeableMemory",
-            &dims,
-            "Minimum",
-            (3, 5),
-            t.database_freeable_memory_mib * 1024.0 * 1024.0,
-            LT,
-            format!(
-                "Aurora cluster {id}: freeable memory below {} MiB",
-                t.database_freeable_memory_mib
-            ),
-        );
-        // An adopted cluster whose spec names no count may have readers: watch their lag.
-        if db.instances.is_none_or(|n| n >= 2) {
-            b.add(
-                "aurora-replica-lag",
-                "AWS/RDS",
-                "AuroraReplicaLagMaximum",
-                &dims,
-                "Maximum",
-                (3, 5),
-                t.database_replica_lag_milliseconds,
-                GT,
-                format!(
-                    "Aurora cluster {id}: replica lag above {} ms",
-                    t.database_replica_lag_milliseconds
-                ),
-            );
-        }
+        add_aurora(db, t, &mut b);
     }
     if let Some(cache) = cache {
-        // An adopted group whose spec names no count: the primary's node only.
-        let replicas = cache.replicas.unwrap_or(0);
-        for i in 1..=replicas + 1 {
-            let node = format!("{}-{i:03}", cache.id);
-            let dims = [("CacheClusterId", node.as_str())];
-            b.add(
-                &format!("cache-cpu-{i:03}"),
-                "AWS/ElastiCache",
-                "CPUUtilization",
-                &dims,
-                "Average",
-                (5, 5),
-                t.cache_cpu_percent,
-                GT,
-                format!(
-                    "ElastiCache node {node}: CPU above {}%",
-                    t.cache_cpu_percent
-                ),
-            );
-            b.add(
-                &format!("cache-evictions-{i:03}"),
-                "AWS/ElastiCache",
-                "Evictions",
-                &dims,
-                "Sum",
-                (3, 5),
-                t.cache_evictions_per_minute,
-                GT,
-                format!(
-                    "ElastiCache node {node}: more than {} evictions per minute",
-                    t.cache_evictions_per_minute
-                ),
-            );
-            if replicas >= 1 {
-                b.add(
-                    &format!("cache-replication-lag-{i:03}"),
-                    "AWS/ElastiCache",
-                    "ReplicationLag",
-                    &dims,
-                    "Maximum",
-                    (3, 5),
-                    t.cache_replication_lag_seconds,
-                    GT,
-                    format!(
-                        "ElastiCache node {node}: replication lag above {} s",
-                        t.cache_replication_lag_seconds
-                    ),
-                );
-            }
-        }
+        add_cache(cache, t, &mut b);
     }
     if app.dynamodb.is_some() {
-        for table in &app.names.tables {
-            let name = table.table_name.clone();
-            let dims = [("TableName", name.as_str())];
-            for (what, metric) in [
-                ("read", "ReadThrottleEvents"),
-                ("write", "WriteThrottleEvents"),
-            ] {
-                b.add(
-                    &format!("dynamodb-{what}-throttles-{}", table.name),
-                    "AWS/DynamoDB",
-                    metric,
-                    &dims,
-                    "Sum",
-                    (3, 5),
-                    t.dynamodb_throttle_events_per_minute,
-                    GT,
-                    format!(
-                        "DynamoDB table {name}: more than {} throttled {what}s per minute",
-                        t.dynamodb_throttle_events_per_minute
-                    ),
-                );
-            }
-        }
+        add_tables(app, t, &mut b);
     }
     // Alarm actions must be in the alarm's region.
     let route53_actions: Vec<String> = actions
@@ -334,6 +220,135 @@ pub fn desired(
     };
     d.set_health_check(health_check_id);
     Some(d)
+}
+
+/// The Aurora cluster's alarms: CPU, freeable memory, and replica lag when it has readers.
+fn add_aurora(db: &DesiredCluster, t: &AlarmThresholds, b: &mut Builder<'_>) {
+    let id = db.id.as_str();
+    let dims = [("DBClusterIdentifier", id)];
+    b.add(
+        "aurora-cpu",
+        "AWS/RDS",
+        "CPUUtilization",
+        &dims,
+        "Average",
+        (5, 5),
+        t.database_cpu_percent,
+        GT,
+        format!("Aurora cluster {id}: CPU above {}%", t.database_cpu_percent),
+    );
+    b.add(
+        "aurora-freeable-memory",
+        "AWS/RDS",
+        "FreeableMemory",
+        &dims,
+        "Minimum",
+        (3, 5),
+        t.database_freeable_memory_mib * 1024.0 * 1024.0,
+        LT,
+        format!(
+            "Aurora cluster {id}: freeable memory below {} MiB",
+            t.database_freeable_memory_mib
+        ),
+    );
+    // An adopted cluster whose spec names no count may have readers: watch their lag.
+    if db.instances.is_none_or(|n| n >= 2) {
+        b.add(
+            "aurora-replica-lag",
+            "AWS/RDS",
+            "AuroraReplicaLagMaximum",
+            &dims,
+            "Maximum",
+            (3, 5),
+            t.database_replica_lag_milliseconds,
+            GT,
+            format!(
+                "Aurora cluster {id}: replica lag above {} ms",
+                t.database_replica_lag_milliseconds
+            ),
+        );
+    }
+}
+
+/// Per-node alarms of the replication group: CPU, evictions, and replication lag with replicas.
+fn add_cache(cache: &DesiredGroup, t: &AlarmThresholds, b: &mut Builder<'_>) {
+    // An adopted group whose spec names no count: the primary's node only.
+    let replicas = cache.replicas.unwrap_or(0);
+    for i in 1..=replicas + 1 {
+        let node = format!("{}-{i:03}", cache.id);
+        let dims = [("CacheClusterId", node.as_str())];
+        b.add(
+            &format!("cache-cpu-{i:03}"),
+            "AWS/ElastiCache",
+            "CPUUtilization",
+            &dims,
+            "Average",
+            (5, 5),
+            t.cache_cpu_percent,
+            GT,
+            format!(
+                "ElastiCache node {node}: CPU above {}%",
+                t.cache_cpu_percent
+            ),
+        );
+        b.add(
+            &format!("cache-evictions-{i:03}"),
+            "AWS/ElastiCache",
+            "Evictions",
+            &dims,
+            "Sum",
+            (3, 5),
+            t.cache_evictions_per_minute,
+            GT,
+            format!(
+                "ElastiCache node {node}: more than {} evictions per minute",
+                t.cache_evictions_per_minute
+            ),
+        );
+        if replicas >= 1 {
+            b.add(
+                &format!("cache-replication-lag-{i:03}"),
+                "AWS/ElastiCache",
+                "ReplicationLag",
+                &dims,
+                "Maximum",
+                (3, 5),
+                t.cache_replication_lag_seconds,
+                GT,
+                format!(
+                    "ElastiCache node {node}: replication lag above {} s",
+                    t.cache_replication_lag_seconds
+                ),
+            );
+        }
+    }
+}
+
+/// Read and write throttling of every table.
+fn add_tables(app: &ValidatedApp, t: &AlarmThresholds, b: &mut Builder<'_>) {
+    for table in &app.names.tables {
+        let name = table.table_name.clone();
+        let dims = [("TableName", name.as_str())];
+        for (what, metric) in [
+            ("read", "ReadThrottleEvents"),
+            ("write", "WriteThrottleEvents"),
+        ] {
+            b.add(
+                &format!("dynamodb-{what}-throttles-{}", table.name),
+                "AWS/DynamoDB",
+                metric,
+                &dims,
+                "Sum",
+                (3, 5),
+                t.dynamodb_throttle_events_per_minute,
+                GT,
+                format!(
+                    "DynamoDB table {name}: more than {} throttled {what}s per minute",
+                    t.dynamodb_throttle_events_per_minute
+                ),
+            );
+        }
+    }
 }
 
 /// Name suffix of the Route 53 health check alarm.

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -69,19 +70,30 @@ pub fn count_apps_by_ready() -> Vec<(&'static str, i64)> {
     counts.to_vec()
 }
 
-/// Runs the controller until SIGTERM/SIGINT; `health` turns ready once every cache has synced.
-pub async fn run(
-    client: Client,
-    config: Config,
-    health: Arc<crate::http::Health>,
-) -> anyhow::Result<()> {
-    let (deployments, deploy_stream) = managed_cache::<Deployment>(&client);
-    let (services, svc_stream) = managed_cache::<Service>(&client);
-    let (pdbs, pdb_stream) = managed_cache::<PodDisruptionBudget>(&client);
-    let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(&client);
-    let (ingresses, ing_stream) = managed_cache::<Ingress>(&client);
-    let (pods, pod_stream) = managed_cache::<Pod>(&client);
-    let (secrets, secret_stream) = SecretCache::watch(&client, &config.secret_namespaces);
+/// The streams that feed the caches; the owned kinds' and the pods' also trigger reconciles.
+struct Streams {
+    deployments: BoxStream<'static, Result<Deployment, watcher::Error>>,
+    services: BoxStream<'static, Result<Service, watcher::Error>>,
+    pdbs: BoxStream<'static, Result<PodDisruptionBudget, watcher::Error>>,
+    hpas: BoxStream<'static, Result<HorizontalPodAutoscaler, watcher::Error>>,
+    ingresses: BoxStream<'static, Result<Ingress, watcher::Error>>,
+    secrets: BoxStream<'static, Result<Secret, watcher::Error>>,
+    pods: BoxStream<'static, Result<Pod, watcher::Error>>,
+    policies: BoxStream<'static, Result<TenancyPolicy, watcher::Error>>,
+    namespaces: BoxStream<'static, Result<Namespace, watcher::Error>>,
+    /// Nodes only feed their cache (zones and readiness); driven by a task of its own.
+    nodes: futures::future::BoxFuture<'static, ()>,
+}
+
+/// The watch caches of everything a reconcile reads, and the streams that feed them.
+fn watch(client: &Client, config: &Config) -> (Caches, Streams) {
+    let (deployments, deploy_stream) = managed_cache::<Deployment>(client);
+    let (services, svc_stream) = managed_cache::<Service>(client);
+    let (pdbs, pdb_stream) = managed_cache::<PodDisruptionBudget>(client);
+    let (hpas, hpa_stream) = managed_cache::<HorizontalPodAutoscaler>(client);
+    let (ingresses, ing_stream) = managed_cache::<Ingress>(client);
+    let (pods, pod_stream) = managed_cache::<Pod>(client);
+    let (secrets, secret_stream) = SecretCache::watch(client, &config.secret_namespaces);
     let (nodes, node_writer) = reflector::store();
     let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -98,8 +110,8 @@ pub async fn run(
         })
         .reflect(node_writer)
         .touched_objects()
-        .for_each(|_| futures::future::ready(()));
-    let mut guard = RunGuard(vec![tokio::spawn(node_stream)]);
+        .for_each(|_| futures::future::ready(()))
+        .boxed();
     let (policies, policy_writer) = reflector::store();
     let policy_stream = watcher(
         Api::<TenancyPolicy>::all(client.clone()),
@@ -138,6 +150,29 @@ pub async fn run(
             namespaces,
         },
     };
+    let streams = Streams {
+        deployments: deploy_stream.boxed(),
+        services: svc_stream.boxed(),
+        pdbs: pdb_stream.boxed(),
+        hpas: hpa_stream.boxed(),
+        ingresses: ing_stream.boxed(),
+        secrets: secret_stream,
+        pods: pod_stream.boxed(),
+        policies: policy_stream.boxed(),
+        namespaces: namespace_stream.boxed(),
+        nodes: node_stream,
+    };
+    (caches, streams)
+}
+
+/// Runs the controller until SIGTERM/SIGINT; `health` turns ready once every cache has synced.
+pub async fn run(
+    client: Client,
+    config: Config,
+    health: Arc<crate::http::Health>,
+) -> anyhow::Result<()> {
+    let (caches, streams) = watch(&client, &config);
+    let mut guard = RunGuard(vec![tokio::spawn(streams.nodes)]);
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), config.clone()));
     let apps: Api<HighlyAvailableApp> = Api::all(client.clone());
     let controller_config =
@@ -192,15 +227,15 @@ pub async fn run(
     }));
     controller
         .with_config(controller_config)
-        .owns_stream(deploy_stream)
-        .owns_stream(svc_stream)
-        .owns_stream(pdb_stream)
-        .owns_stream(hpa_stream)
-        .owns_stream(ing_stream)
-        .owns_stream(secret_stream)
-        .watches_stream(pod_stream, pod_to_app)
-        .watches_stream(policy_stream, every_app)
-        .watches_stream(namespace_stream, apps_in)
+        .owns_stream(streams.deployments)
+        .owns_stream(streams.services)
+        .owns_stream(streams.pdbs)
+        .owns_stream(streams.hpas)
+        .owns_stream(streams.ingresses)
+        .owns_stream(streams.secrets)
+        .watches_stream(streams.pods, pod_to_app)
+        .watches_stream(streams.policies, every_app)
+        .watches_stream(streams.namespaces, apps_in)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
