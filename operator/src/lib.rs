@@ -91,8 +91,13 @@ pub enum Error {
 
     /// The app asks for something its namespace's TenancyPolicy rights do not grant; refused
     /// before any AWS call.
-    #[error("{0}")]
-    TenancyRefused(Box<tenancy::Refusal>),
+    #[error("{field}: {message}")]
+    TenancyRefused {
+        /// The condition reason of the rule that refused, e.g. `TenancyDNSNotAllowed`.
+        reason: &'static str,
+        field: String,
+        message: String,
+    },
 
     /// Cleanup cannot proceed until the user changes the spec.
     #[error("cannot delete {kind} {id}: {reason}")]
@@ -118,7 +123,7 @@ impl Error {
             Error::Aws { .. } => "AWSAPIError",
             Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
             Error::DeletionBlocked { .. } => "DeletionBlocked",
-            Error::TenancyRefused(refusal) => refusal.refused.reason(),
+            Error::TenancyRefused { reason, .. } => reason,
         }
     }
 

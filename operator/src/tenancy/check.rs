@@ -213,7 +213,11 @@ impl std::error::Error for Refusal {}
 
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Error {
-        Error::TenancyRefused(Box::new(r))
+        Error::TenancyRefused {
+            reason: r.refused.reason(),
+            message: r.message(),
+            field: r.field,
+        }
     }
 }
 
