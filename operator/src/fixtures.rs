@@ -23,6 +23,16 @@ pub fn merge(target: &mut Value, patch: &Value) {
 #[cfg(test)]
 pub(crate) use samples::*;
 
+/// The owner of app `namespace/name` with uid `uid-1` (unit tests).
+#[cfg(test)]
+pub(crate) fn owner(namespace: &str, name: &str) -> crate::meta::Owner {
+    crate::meta::Owner {
+        name: name.into(),
+        namespace: namespace.into(),
+        uid: "uid-1".into(),
+    }
+}
+
 /// The sample apps, parsed and validated (unit tests only).
 #[cfg(test)]
 mod samples {

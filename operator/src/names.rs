@@ -299,13 +299,7 @@ pub fn connection_secret_name(app: &str) -> String {
 mod tests {
     use super::*;
 
-    fn owner(namespace: &str, name: &str) -> Owner {
-        Owner {
-            name: name.into(),
-            namespace: namespace.into(),
-            uid: "uid-1".into(),
-        }
-    }
+    use crate::fixtures::owner;
 
     /// Short names are readable as-is: an operator can find `shop-web` in the console, and an
     /// app whose name never was ambiguous keeps the resources it has.

@@ -243,13 +243,7 @@ pub mod cleaned {
 mod tests {
     use super::*;
 
-    fn owner(namespace: &str, name: &str) -> Owner {
-        Owner {
-            name: name.into(),
-            namespace: namespace.into(),
-            uid: "uid-1".into(),
-        }
-    }
+    use crate::fixtures::owner;
 
     /// Only a resource carrying this app's uid is ours.
     #[test]

@@ -441,15 +441,7 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(
-            dns_status(&observed),
-            DnsStatus {
-                hosted_zone_id: "Z1".into(),
-                record_name: "shop.example.com".into(),
-                set_identifier: Some("us-east-1".into()),
-                health_check_id: Some("hc-1".into()),
-            }
-        );
+        assert_eq!(dns_status(&observed), recorded());
     }
 
     /// A reading in DNSReady of the same health check may stand another round; a first
