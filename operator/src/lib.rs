@@ -138,6 +138,24 @@ impl Error {
         )
     }
 
+    /// AWS failed in a way a prompt retry of the same request may fix: a 5xx of the service,
+    /// or the request never reached it. Not a timeout: that one already waited its budget.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Aws { code, .. } if matches!(
+                code.as_str(),
+                "InternalError"
+                    | "InternalFailure"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
+                    | "DispatchFailure"
+                    | "ResponseError"
+            )
+        )
+    }
+
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
         move |source| Error::Kube { action, source }

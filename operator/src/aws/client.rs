@@ -443,6 +443,33 @@ mod tests {
         assert_eq!(effective_cluster_id(None, None), "halo");
     }
 
+    /// 5xx and unanswered requests are worth a prompt retry; a refusal is not.
+    #[test]
+    fn transient_failures() {
+        let aws = |code: &str| Error::Aws {
+            api: "route53:ChangeResourceRecordSets".into(),
+            code: code.into(),
+            message: String::new(),
+            throttled: false,
+        };
+        for code in [
+            "InternalError",
+            "ServiceUnavailable",
+            "DispatchFailure",
+            "Timeout",
+        ] {
+            assert!(aws(code).is_transient(), "{code}");
+        }
+        for code in [
+            "InvalidChangeBatch",
+            "AccessDenied",
+            "NoSuchHostedZone",
+            "Timeout",
+        ] {
+            assert!(!aws(code).is_transient(), "{code}");
+        }
+    }
+
     /// Throttling codes are recognised so they never mark the app failed.
     #[test]
     fn throttling_codes() {

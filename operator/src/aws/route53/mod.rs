@@ -957,7 +957,10 @@ impl Route53 {
         &self.client
     }
 
-    /// Sends one request of `api` through the limiter, retrying throttling errors.
+    /// Sends one request of `api` through the limiter, retrying throttling and transient
+    /// failures (5xx, no answer) with backoff: the SDK's own retries are off so that every
+    /// attempt takes a token. Route 53's writes are safe to repeat: UPSERT, and
+    /// CreateHealthCheck with the same CallerReference returns the same check.
     async fn send<T, E, R, F, Fut>(&self, api: &'static str, mut request: F) -> Result<T>
     where
         F: FnMut(&aws_sdk_route53::Client) -> Fut,
@@ -969,15 +972,7 @@ impl Route53 {
         self.limiter
             .call(
                 api,
-                |e: &Error| {
-                    matches!(
-                        e,
-                        Error::Aws {
-                            throttled: true,
-                            ..
-                        }
-                    )
-                },
+                |e: &Error| e.is_throttled() || e.is_transient(),
                 || {
                     self.log.record(api);
                     let response = request(&self.client);
