@@ -452,12 +452,7 @@ mod tests {
             message: String::new(),
             throttled: false,
         };
-        for code in [
-            "InternalError",
-            "ServiceUnavailable",
-            "DispatchFailure",
-            "Timeout",
-        ] {
+        for code in ["InternalError", "ServiceUnavailable", "DispatchFailure"] {
             assert!(aws(code).is_transient(), "{code}");
         }
         for code in [
