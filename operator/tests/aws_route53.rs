@@ -4,8 +4,10 @@
 //!
 //! moto differences that shape these tests: GetHealthCheckStatus always answers healthy (the
 //! unhealthy path is a unit test with a fake status call, `route53::tests`); CreateHealthCheck
-//! ignores the CallerReference (halo finds its own by prefix before creating, so this does not
-//! matter); a DELETE with a SetIdentifier removes every record set of the zone with that set
+//! ignores the CallerReference: it neither refuses a deleted check's reference as Route 53
+//! does for days, nor returns the existing check for a live one (halo finds its own by prefix
+//! before creating), so the reference tests emulate Route 53's memory with an interceptor,
+//! `RememberReferences`; a DELETE with a SetIdentifier removes every record set of the zone with that set
 //! identifier, whatever its name, so records of different owners here use distinct ones.
 
 use std::collections::BTreeMap;
