@@ -4,8 +4,10 @@
 //!
 //! moto differences that shape these tests: GetHealthCheckStatus always answers healthy (the
 //! unhealthy path is a unit test with a fake status call, `route53::tests`); CreateHealthCheck
-//! ignores the CallerReference (halo finds its own by prefix before creating, so this does not
-//! matter); a DELETE with a SetIdentifier removes every record set of the zone with that set
+//! ignores the CallerReference: it neither refuses a deleted check's reference as Route 53
+//! does for days, nor returns the existing check for a live one (halo finds its own by prefix
+//! before creating), so the reference tests emulate Route 53's memory with an interceptor,
+//! `RememberReferences`; a DELETE with a SetIdentifier removes every record set of the zone with that set
 //! identifier, whatever its name, so records of different owners here use distinct ones.
 
 use std::collections::BTreeMap;
@@ -1038,5 +1040,315 @@ fn assert_within_bucket(what: &str, times: &[Instant], rate: Rate) {
         sorted.len(),
         rate.per_second,
         rate.burst
+    );
+}
+
+/// Route 53's memory of CallerReferences, which moto lacks (moto 5.2.5 ignores the reference:
+/// it neither refuses a used one nor returns the existing check). AWS refuses the reference of
+/// a deleted health check for days with HealthCheckAlreadyExists; this interceptor refuses
+/// every reference it has already seen created, so a test fails whenever halo would send one
+/// twice. A refused request is turned into a read of a missing check (moto creates nothing)
+/// and its answer into AWS's 409.
+#[derive(Debug, Default)]
+struct RememberReferences {
+    seen: std::sync::Mutex<Vec<String>>,
+    refused: std::sync::Mutex<Vec<String>>,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+impl RememberReferences {
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+    fn refused(&self) -> Vec<String> {
+        self.refused.lock().expect("lock").clone()
+    }
+    /// As if a health check with `reference` had been created and deleted earlier.
+    fn remember(&self, reference: &str) {
+        self.seen.lock().expect("lock").push(reference.to_string());
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Remember(Arc<RememberReferences>);
+
+impl aws_sdk_route53::config::Intercept for Remember {
+    fn name(&self) -> &'static str {
+        "RememberReferences"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_route53::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        _: &aws_sdk_route53::config::RuntimeComponents,
+        _: &mut aws_sdk_route53::config::ConfigBag,
+    ) -> Result<(), aws_sdk_route53::error::BoxError> {
+        let request = context.request_mut();
+        if request.method() != "POST" || !request.uri().ends_with("/healthcheck") {
+            return Ok(());
+        }
+        let body = String::from_utf8_lossy(request.body().bytes().unwrap_or_default()).to_string();
+        let reference = body
+            .split("<CallerReference>")
+            .nth(1)
+            .and_then(|s| s.split("</CallerReference>").next())
+            .unwrap_or_default()
+            .to_string();
+        let mut seen = self.0.seen.lock().expect("lock");
+        if seen.contains(&reference) {
+            self.0.refused.lock().expect("lock").push(reference);
+            self.0
+                .refusing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let uri = format!("{}/halo-refused", request.uri());
+            request.set_method("GET")?;
+            request.set_uri(uri)?;
+            *request.body_mut() = String::new().into();
+            request.headers_mut().remove("content-length");
+            request.headers_mut().remove("content-type");
+        } else {
+            seen.push(reference);
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_route53::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &aws_sdk_route53::config::RuntimeComponents,
+        _: &mut aws_sdk_route53::config::ConfigBag,
+    ) -> Result<(), aws_sdk_route53::error::BoxError> {
+        if self
+            .0
+            .refusing
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let response = context.response_mut();
+            *response.status_mut() = 409u16.try_into()?;
+            *response.body_mut() = "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>HealthCheckAlreadyExists</Code><Message>A health check with this CallerReference already exists or was deleted recently</Message></Error><RequestId>halo-test</RequestId></ErrorResponse>".to_string().into();
+        }
+        Ok(())
+    }
+}
+
+/// A Route 53 client of one halo whose CreateHealthCheck requests go through
+/// [`RememberReferences`].
+async fn remembering_operator() -> (Route53, Arc<RememberReferences>) {
+    let memory = Arc::new(RememberReferences::default());
+    let config = aws_sdk_route53::config::Builder::from(&sdk().await)
+        .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
+        .interceptor(Remember(memory.clone()))
+        .build();
+    let r53 = Route53::new(
+        aws_sdk_route53::Client::from_conf(config),
+        Arc::new(RateLimiter::new(route53_limits())),
+    )
+    .with_call_log(Arc::new(CallLog::with_times()));
+    (r53, memory)
+}
+
+async fn reference_of(r53: &Route53, id: Option<&str>) -> String {
+    r53.get_health_check(id.expect("a health check"))
+        .await
+        .expect("get health check")
+        .expect("exists")
+        .caller_reference
+}
+
+/// Removing `spec.dns` (generation 2 deletes the check; its status records generation 2) and
+/// adding it back (generation 3) creates a check under a new reference, which Route 53 accepts.
+#[tokio::test]
+async fn readded_dns_gets_a_new_caller_reference() {
+    let (r53, memory) = remembering_operator().await;
+    let (zone_id, zone_name) = zone(&r53, "readd").await;
+    let app = app();
+    let owner = dns_owner("east", &zone_name, "shop");
+    let spec = dns(
+        &format!("{{hostedZoneId: {zone_id}, recordName: shop.{zone_name}}}"),
+        "us-east-1",
+    );
+    let first = ensure(
+        &r53,
+        &desired(&app, &spec, owner.clone(), EAST_ALB).at_generation(1),
+    )
+    .await
+    .expect("generation 1");
+    let first_reference = reference_of(&r53, first.health_check_id.as_deref()).await;
+    let removed = cleanup(&r53, &DnsIdentity::new(&spec, owner.clone()))
+        .await
+        .expect("generation 2 removes dns");
+    assert_eq!(removed.health_checks_deleted, 1);
+
+    let again = ensure(
+        &r53,
+        &desired(&app, &spec, owner.clone(), EAST_ALB).at_generation(2),
+    )
+    .await
+    .expect("generation 3 adds dns back: Route 53 accepts the reference");
+    assert!(again.health_check_created);
+    let again_reference = reference_of(&r53, again.health_check_id.as_deref()).await;
+    assert_ne!(again_reference, first_reference);
+    assert_eq!(memory.seen(), vec![first_reference, again_reference]);
+    assert_eq!(memory.refused(), Vec::<String>::new());
+}
+
+/// recordName A -> B -> A: the check created back at A has a reference other than the first.
+#[tokio::test]
+async fn record_moved_away_and_back_gets_a_new_caller_reference() {
+    let (r53, memory) = remembering_operator().await;
+    let (zone_id, zone_name) = zone(&r53, "aba").await;
+    let app = app();
+    let owner = dns_owner("east", &zone_name, "shop");
+    let a = dns(
+        &format!("{{hostedZoneId: {zone_id}, recordName: a.{zone_name}}}"),
+        "us-east-1",
+    );
+    let b = dns(
+        &format!("{{hostedZoneId: {zone_id}, recordName: b.{zone_name}}}"),
+        "us-east-1",
+    );
+    let at_a = ensure(
+        &r53,
+        &desired(&app, &a, owner.clone(), EAST_ALB).at_generation(1),
+    )
+    .await
+    .expect("A");
+    let first = reference_of(&r53, at_a.health_check_id.as_deref()).await;
+    cleanup(&r53, &DnsIdentity::new(&a, owner.clone()))
+        .await
+        .expect("A cleaned up");
+    ensure(
+        &r53,
+        &desired(&app, &b, owner.clone(), EAST_ALB).at_generation(1),
+    )
+    .await
+    .expect("B");
+    cleanup(&r53, &DnsIdentity::new(&b, owner.clone()))
+        .await
+        .expect("B cleaned up");
+    let back = ensure(
+        &r53,
+        &desired(&app, &a, owner.clone(), EAST_ALB).at_generation(2),
+    )
+    .await
+    .expect("back at A: Route 53 accepts the reference");
+    let third = reference_of(&r53, back.health_check_id.as_deref()).await;
+    assert_ne!(third, first);
+    assert_eq!(memory.seen().len(), 3);
+    assert_eq!(memory.refused(), Vec::<String>::new());
+}
+
+/// A crash between CreateHealthCheck and the records (simulated: the records the first
+/// attempt wrote are deleted again, the status never recorded the check): the retry finds the
+/// check by its reference and creates none. Also when the status moved on to a later
+/// generation meanwhile: the check is found on the slot's prefix.
+#[tokio::test]
+async fn a_retry_after_a_crash_creates_no_second_health_check() {
+    let (r53, memory) = remembering_operator().await;
+    let (zone_id, zone_name) = zone(&r53, "crash").await;
+    let app = app();
+    let owner = dns_owner("east", &zone_name, "shop");
+    let spec = dns(
+        &format!("{{hostedZoneId: {zone_id}, recordName: shop.{zone_name}}}"),
+        "us-east-1",
+    );
+    let d = desired(&app, &spec, owner.clone(), EAST_ALB).at_generation(1);
+    let first = ensure(&r53, &d).await.expect("first attempt");
+    let id = first.health_check_id.clone().expect("hc");
+    let reference = reference_of(&r53, Some(&id)).await;
+    assert_eq!(d.caller_reference(None), Some(reference.clone()));
+
+    for generation in [1, 2] {
+        let sets = r53
+            .client()
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone_id)
+            .send()
+            .await
+            .expect("list");
+        let changes: Vec<Change> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|r| !matches!(r.r#type(), RrType::Ns | RrType::Soa))
+            .map(|r| {
+                Change::builder()
+                    .action(ChangeAction::Delete)
+                    .resource_record_set(r.clone())
+                    .build()
+                    .expect("change")
+            })
+            .collect();
+        r53.client()
+            .change_resource_record_sets()
+            .hosted_zone_id(&zone_id)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .build()
+                    .expect("batch"),
+            )
+            .send()
+            .await
+            .expect("crash: records gone");
+        let before = r53.call_log().counts();
+        let retry = ensure(
+            &r53,
+            &desired(&app, &spec, owner.clone(), EAST_ALB).at_generation(generation),
+        )
+        .await
+        .expect("retry");
+        assert_eq!(retry.health_check_id.as_deref(), Some(id.as_str()));
+        assert!(!retry.health_check_created);
+        assert_eq!(delta(&r53, &before).get(CREATE_HEALTH_CHECK), None);
+        assert_eq!(
+            d.clone()
+                .at_generation(generation)
+                .caller_reference(None)
+                .is_some_and(|r| r == reference),
+            generation == 1,
+            "the same status gives the same reference"
+        );
+    }
+    assert_eq!(memory.seen(), vec![reference]);
+}
+
+/// When Route 53 refuses the reference anyway (the reconcile that deleted the check crashed
+/// before recording its generation), halo creates once more under a fresh reference instead of
+/// failing every reconcile.
+#[tokio::test]
+async fn a_refused_caller_reference_is_replaced_by_a_fresh_one() {
+    let (r53, memory) = remembering_operator().await;
+    let (zone_id, zone_name) = zone(&r53, "refused").await;
+    let app = app();
+    let owner = dns_owner("east", &zone_name, "shop");
+    let spec = dns(
+        &format!("{{hostedZoneId: {zone_id}, recordName: shop.{zone_name}}}"),
+        "us-east-1",
+    );
+    let d = desired(&app, &spec, owner.clone(), EAST_ALB).at_generation(1);
+    let stale = d.caller_reference(None).expect("reference");
+    memory.remember(&stale);
+
+    let before = r53.call_log().counts();
+    let created = ensure(&r53, &d).await.expect("not wedged");
+    assert!(created.health_check_created);
+    assert_eq!(delta(&r53, &before).get(CREATE_HEALTH_CHECK), Some(&2));
+    assert_eq!(memory.refused(), vec![stale.clone()]);
+    let fresh = reference_of(&r53, created.health_check_id.as_deref()).await;
+    assert_ne!(fresh, stale);
+    assert!(fresh.starts_with(&DnsIdentity::new(&spec, owner.clone()).caller_reference_prefix()));
+
+    // The next reconcile keeps it.
+    let again = ensure(&r53, &d).await.expect("converged");
+    assert_eq!(again.health_check_id, created.health_check_id);
+    assert!(!again.health_check_created);
+    assert_eq!(
+        cleanup(&r53, &DnsIdentity::new(&spec, owner))
+            .await
+            .expect("cleanup")
+            .health_checks_deleted,
+        1
     );
 }

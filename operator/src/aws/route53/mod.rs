@@ -387,6 +387,10 @@ fn build_error(e: aws_sdk_route53::error::BuildError) -> Error {
     }
 }
 
+/// Route 53's answer to a CallerReference it has seen before, also one of a deleted health
+/// check (it keeps those for days).
+pub const HEALTH_CHECK_ALREADY_EXISTS: &str = "HealthCheckAlreadyExists";
+
 /// A Route 53 health check on the app's ALB.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheckSpec {
@@ -404,13 +408,33 @@ impl HealthCheckSpec {
         if self.https { 443 } else { 80 }
     }
 
-    /// Deterministic CallerReference: a retried create finds the health check of the first
-    /// attempt. The app's uid and `previous` (the health check being replaced) make it new for
-    /// a recreated app and when the settings return to an earlier value, since Route 53 never
-    /// reuses a deleted health check's reference.
-    pub fn caller_reference(&self, id: &DnsIdentity, previous: Option<&str>) -> String {
+    /// The CallerReference of a health check halo creates: the slot's prefix and a hash of
+    /// the app's uid, the settings, `previous` and `generation`. Route 53 remembers the
+    /// reference of a deleted health check for days and refuses it (HealthCheckAlreadyExists),
+    /// so a reference must never come back once its health check was deleted, yet a retried
+    /// create must send the same one.
+    ///
+    /// - A recreated app has a new uid.
+    /// - `previous` is the health check the records named that is being replaced (type or
+    ///   interval changed) or that vanished outside halo: settings returning to an earlier
+    ///   value, or an unchanged spec whose check was deleted by hand, still give a new one.
+    /// - `generation` is the app's `status.observedGeneration` when the plan was made
+    ///   ([`DesiredDns::generation`]). Every reason halo deletes a health check of a slot
+    ///   (`spec.dns` removed, the health check turned off, the record moved away) is a spec
+    ///   change, and the reconcile that deletes the check records its generation or a later
+    ///   one; the generation only grows, so when the spec asks for a check in that slot again
+    ///   (re-added, turned back on, moved back A→B→A) the reference differs from every deleted
+    ///   one. Retries of one creation run under the same status, hence the same reference.
+    ///
+    /// 18 + 16 = 34 characters, within Route 53's 64.
+    pub fn caller_reference(
+        &self,
+        id: &DnsIdentity,
+        previous: Option<&str>,
+        generation: i64,
+    ) -> String {
         let canonical = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             id.owner.uid,
             self.https,
             self.fqdn,
@@ -418,9 +442,23 @@ impl HealthCheckSpec {
             self.path,
             self.interval_seconds,
             self.failure_threshold,
-            previous.unwrap_or("")
+            previous.unwrap_or(""),
+            generation
         );
         format!("{}{}", id.caller_reference_prefix(), hex(&canonical, 16))
+    }
+
+    /// A new reference after Route 53 refused `rejected` as already used: the rare case where
+    /// the generation did not advance past a deletion (the reconcile that deleted the check
+    /// crashed before its status write). `salt` is the time of the attempt, so it never
+    /// repeats; a crash after this create is still caught, by [`reusable`] on the slot's
+    /// prefix. Same prefix and length as [`Self::caller_reference`].
+    pub fn fresh_reference(&self, id: &DnsIdentity, rejected: &str, salt: u128) -> String {
+        format!(
+            "{}{}",
+            id.caller_reference_prefix(),
+            hex(&format!("{rejected}\n{salt}"), 16)
+        )
     }
 
     fn to_sdk(&self) -> Result<HealthCheckConfig> {
@@ -520,6 +558,25 @@ pub struct DesiredDns {
     pub health_check: Option<HealthCheckSpec>,
     /// `https://<recordName>` (http without a certificate).
     pub url: String,
+    /// The app's `status.observedGeneration` when the plan was made (0 before the first status
+    /// write): part of a new health check's CallerReference, see
+    /// [`HealthCheckSpec::caller_reference`].
+    pub generation: i64,
+}
+
+impl DesiredDns {
+    /// The same, planned under `generation`.
+    pub fn at_generation(self, generation: i64) -> Self {
+        DesiredDns { generation, ..self }
+    }
+
+    /// The CallerReference a health check created now would get (`previous`: the health check
+    /// the records name, if any). `None` without a health check.
+    pub fn caller_reference(&self, previous: Option<&str>) -> Option<String> {
+        self.health_check
+            .as_ref()
+            .map(|h| h.caller_reference(&self.identity, previous, self.generation))
+    }
 }
 
 /// What should exist once the ALB has `alb_hostname`. Pure.
@@ -592,6 +649,7 @@ pub fn desired(
         ownership,
         health_check,
         url,
+        generation: 0,
     }
 }
 
@@ -1337,9 +1395,29 @@ pub async fn ensure(r53: &Route53, d: &DesiredDns) -> Result<ObservedDns> {
     })
 }
 
+/// The health check of the slot that can serve `spec`: the one with `reference` (a retry of
+/// this very creation), else any other of the slot's that needs no replacement (one created
+/// under an earlier reference by an attempt that crashed before the records named it, or one
+/// left over). Reusing it instead of creating keeps a crash between CreateHealthCheck and the
+/// records (or the status write) from ever leaving a second health check. Pure.
+pub fn reusable<'a>(
+    ours: &'a [ObservedHealthCheck],
+    spec: &HealthCheckSpec,
+    reference: &str,
+) -> Option<&'a ObservedHealthCheck> {
+    ours.iter()
+        .find(|h| h.caller_reference == reference)
+        .or_else(|| {
+            ours.iter()
+                .find(|h| compare_health_check(spec, h) != HealthCheckAction::Replace)
+        })
+}
+
 /// The health check with the deterministic CallerReference: found among ours (a retry after a
-/// partial failure) or created and tagged. Also returns our other health checks, which the
-/// records are about to stop using.
+/// partial failure, see [`reusable`]) or created and tagged. When Route 53 refuses the
+/// reference as used by a deleted health check, creates once more under a fresh one instead
+/// of failing every reconcile. Also returns our other health checks, which the records are
+/// about to stop using.
 async fn find_or_create(
     r53: &Route53,
     d: &DesiredDns,
@@ -1348,11 +1426,11 @@ async fn find_or_create(
     created: &mut bool,
 ) -> Result<(String, Vec<String>)> {
     let owner = &d.identity.owner;
-    let reference = spec.caller_reference(&d.identity, previous);
+    let reference = spec.caller_reference(&d.identity, previous, d.generation);
     let ours = r53
         .health_checks_with_prefix(&d.identity.caller_reference_prefix())
         .await?;
-    let id = match ours.iter().find(|h| h.caller_reference == reference) {
+    let id = match reusable(&ours, spec, &reference) {
         Some(h) => {
             if compare_health_check(spec, h) == HealthCheckAction::Update {
                 r53.update_health_check(&h.id, spec).await?;
@@ -1360,7 +1438,22 @@ async fn find_or_create(
             h.id.clone()
         }
         None => {
-            let id = r53.create_health_check(&reference, spec).await?;
+            let id = match r53.create_health_check(&reference, spec).await {
+                Err(e) if is_code(&e, HEALTH_CHECK_ALREADY_EXISTS) => {
+                    let salt = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|t| t.as_nanos())
+                        .unwrap_or_default();
+                    let fresh = spec.fresh_reference(&d.identity, &reference, salt);
+                    tracing::warn!(
+                        rejected = %reference,
+                        reference = %fresh,
+                        "Route 53 refused a used CallerReference; creating under a fresh one"
+                    );
+                    r53.create_health_check(&fresh, spec).await?
+                }
+                other => other?,
+            };
             *created = true;
             id
         }
@@ -1767,22 +1860,32 @@ mod tests {
     }
 
     /// CallerReferences are deterministic, fit Route 53's 64 characters and start with the
-    /// slot's prefix; they change with the settings, the previous health check and the app's
-    /// uid. The prefix is per slot: another region's halo never matches it, even with the same
+    /// slot's prefix; they change with the settings, the previous health check, the generation
+    /// and the app's uid. The prefix is per slot: another region's halo never matches it, even with the same
     /// cluster id, while a restored app (new uid, same owner) keeps recognising its own.
     #[test]
     fn caller_reference_is_deterministic_and_owned() {
         let d = failover_primary();
         let spec = d.health_check.clone().expect("health check");
         let id = &d.identity;
-        let r = spec.caller_reference(id, None);
-        assert_eq!(r, spec.caller_reference(id, None));
+        let r = spec.caller_reference(id, None, 1);
+        assert_eq!(r, spec.caller_reference(id, None, 1));
         assert_eq!(r.len(), "halo-".len() + 12 + 1 + 16);
+        assert!(r.len() <= 64);
         assert!(r.starts_with(&id.caller_reference_prefix()));
-        assert_ne!(r, spec.caller_reference(id, Some("hc-1")));
+        assert_ne!(r, spec.caller_reference(id, Some("hc-1"), 1));
+        assert_ne!(r, spec.caller_reference(id, None, 2));
         let mut other = spec.clone();
         other.path = "/other".into();
-        assert_ne!(r, other.caller_reference(id, None));
+        assert_ne!(r, other.caller_reference(id, None, 1));
+        let fresh = spec.fresh_reference(id, &r, 1_700_000_000_000_000_000);
+        assert_ne!(fresh, r);
+        assert_ne!(
+            fresh,
+            spec.fresh_reference(id, &r, 1_700_000_000_000_000_001)
+        );
+        assert_eq!(fresh.len(), r.len());
+        assert!(fresh.starts_with(&id.caller_reference_prefix()));
 
         let restored = DnsIdentity {
             owner: DnsOwner {
@@ -1795,7 +1898,7 @@ mod tests {
             id.caller_reference_prefix(),
             restored.caller_reference_prefix()
         );
-        assert_ne!(r, spec.caller_reference(&restored, None));
+        assert_ne!(r, spec.caller_reference(&restored, None, 1));
         let other_region = DnsIdentity {
             set_identifier: Some("us-west-2".into()),
             ..id.clone()
@@ -1814,6 +1917,39 @@ mod tests {
 
     /// Path, host and threshold changes update the health check in place; type and interval
     /// (which Route 53 cannot change) replace it.
+    /// After a crash between CreateHealthCheck and the records, the retry reuses what the first
+    /// attempt created: by its reference, else (the generation moved on meanwhile) any check of
+    /// the slot that needs no replacement. One of another type or interval is never reused.
+    #[test]
+    fn a_retry_reuses_the_health_check_of_a_crashed_attempt() {
+        let d = failover_primary();
+        let spec = d.health_check.clone().expect("health check");
+        let observed = |id: &str, reference: &str, interval: i32| ObservedHealthCheck {
+            id: id.into(),
+            caller_reference: reference.into(),
+            https: Some(spec.https),
+            fqdn: Some(spec.fqdn.clone()),
+            port: Some(spec.port()),
+            path: Some(spec.path.clone()),
+            interval_seconds: Some(interval),
+            failure_threshold: Some(spec.failure_threshold),
+            enable_sni: spec.https,
+        };
+        let r1 = d.caller_reference(None).expect("reference");
+        let r2 = d
+            .clone()
+            .at_generation(2)
+            .caller_reference(None)
+            .expect("reference");
+        let crashed = observed("hc-1", &r1, spec.interval_seconds);
+        let slow = observed("hc-0", "halo-other", 10);
+        let ours = [slow.clone(), crashed.clone()];
+        assert_eq!(reusable(&ours, &spec, &r1), Some(&crashed));
+        assert_eq!(reusable(&ours, &spec, &r2), Some(&crashed));
+        assert_eq!(reusable(&[slow], &spec, &r2), None);
+        assert_eq!(reusable(&[], &spec, &r1), None);
+    }
+
     #[test]
     fn health_check_changes() {
         let spec = failover_primary().health_check.expect("health check");

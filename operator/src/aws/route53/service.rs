@@ -55,10 +55,16 @@ pub fn dns_plan(
         return None;
     }
     let owner = DnsOwner::new(cluster_id, &app.owner);
+    // The generation the status last recorded: it has grown past every reconcile that deleted
+    // a health check of this app, so a new check never gets a deleted one's CallerReference.
+    let generation = status
+        .and_then(|s| s.observed_generation)
+        .unwrap_or_default();
     let wanted = app.dns.as_ref().map(|dns| WantedDns {
         identity: DnsIdentity::new(dns, owner.clone()),
         record_name: dns.record_name.clone(),
-        desired: load_balancer.map(|alb| desired(app, dns, owner.clone(), alb)),
+        desired: load_balancer
+            .map(|alb| desired(app, dns, owner.clone(), alb).at_generation(generation)),
     });
     Some(DnsPlan {
         reading_of: reading_of(status),
@@ -405,6 +411,76 @@ mod tests {
             id.caller_reference_prefix(),
             wanted.caller_reference_prefix()
         );
+    }
+
+    /// The CallerReference a new health check would get, as the DNS plan carries it.
+    fn reference(
+        app: &ValidatedApp,
+        status: Option<&HighlyAvailableAppStatus>,
+        previous: Option<&str>,
+    ) -> String {
+        let alb = "k8s-default-shop-0a1b2c3d4e-1.us-east-1.elb.amazonaws.com";
+        dns_plan(app, "east", status, Some(alb))
+            .and_then(|p| p.wanted)
+            .and_then(|w| w.desired)
+            .and_then(|d| d.caller_reference(previous))
+            .expect("a health check is wanted")
+    }
+
+    fn at(generation: i64, dns: Option<DnsStatus>) -> HighlyAvailableAppStatus {
+        HighlyAvailableAppStatus {
+            observed_generation: Some(generation),
+            dns,
+            ..HighlyAvailableAppStatus::default()
+        }
+    }
+
+    /// Route 53 refuses a deleted health check's CallerReference for days. Every way the spec
+    /// deletes a check and asks for one again in the same slot gives a new reference, while a
+    /// retry under the same status (a crash before the status write) gives the same one.
+    #[test]
+    fn a_deleted_health_checks_reference_never_comes_back() {
+        let app = crate::fixtures::validated_in(crate::fixtures::DNS, "us-east-1");
+        // Generation 1 creates the check; the status of its reconcile is not written yet.
+        let first = reference(&app, Some(&at(1, None)), None);
+        assert_eq!(
+            first,
+            reference(&app, Some(&at(1, None)), None),
+            "a retry sends the same reference"
+        );
+        assert!(first.len() <= 64);
+        assert!(
+            first.starts_with(
+                &DnsIdentity::new(
+                    app.dns.as_ref().expect("dns"),
+                    DnsOwner::new("east", &app.owner)
+                )
+                .caller_reference_prefix()
+            )
+        );
+
+        // Generation 2 removes spec.dns (or the health check): its reconcile deletes the check
+        // and records generation 2. Generation 3 adds it back.
+        let readded = reference(&app, Some(&at(2, None)), None);
+        assert_ne!(readded, first);
+
+        // A -> B -> A: generation 2 moves the record to B, generation 3 back to A.
+        let mut moved = app.clone();
+        if let Some(d) = moved.dns.as_mut() {
+            d.record_name = "other.example.com.".into();
+        }
+        let at_b = reference(&moved, Some(&at(1, Some(recorded()))), None);
+        assert_ne!(at_b, first);
+        let back_at_a = reference(&app, Some(&at(2, None)), None);
+        assert_ne!(back_at_a, first);
+
+        // The check vanished outside halo while the records still name it.
+        assert_ne!(
+            reference(&app, Some(&at(1, Some(recorded()))), Some("hc-1")),
+            first
+        );
+        // No status yet: generation 0.
+        assert_ne!(reference(&app, None, None), first);
     }
 
     /// A converged record makes no Event; a written one says where it points, a new health
