@@ -94,6 +94,12 @@ pub enum Error {
     #[error("{0}")]
     TenancyRefused(Box<tenancy::Refusal>),
 
+    /// The store the status recorded is gone (`replaced: false`) or another one has its
+    /// identifier (`replaced: true`): halo neither creates one in its place nor touches the new
+    /// one until the user accepts it ([`meta::ACCEPT_STORE_ANNOTATION`]).
+    #[error("{message}")]
+    StoreIdentity { replaced: bool, message: String },
+
     /// Cleanup cannot proceed until the user changes the spec.
     #[error("cannot delete {kind} {id}: {reason}")]
     DeletionBlocked {
@@ -118,6 +124,10 @@ impl Error {
             Error::Aws { .. } => "AWSAPIError",
             Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
             Error::DeletionBlocked { .. } => "DeletionBlocked",
+            Error::StoreIdentity {
+                replaced: false, ..
+            } => "Missing",
+            Error::StoreIdentity { replaced: true, .. } => "Replaced",
             Error::TenancyRefused(refusal) => refusal.refused.reason(),
         }
     }
