@@ -39,6 +39,8 @@ except ImportError:
 DEGRADED = {
     "ReplicasUnavailable", "InsufficientZones", "ZoneImbalanced", "NotReady", "Unavailable",
     "SingleZone", "HealthCheckUnhealthy",
+    # a store the status recorded is gone or replaced: a person decides (halo.dev/accept-store)
+    "Missing", "Replaced",
     # reconcile errors (Error::metric_label)
     "InvalidSpec", "KubernetesAPIError", "ChildNotOwned", "MissingMetadata", "SerializationError",
     "AWSAPIError", "AWSResourceNotOwned", "DeletionBlocked",

@@ -67,6 +67,10 @@ pub mod reasons {
     pub const UNAVAILABLE: &str = "Unavailable";
     pub const SINGLE_ZONE: &str = "SingleZone";
     pub const RETAINED: &str = "Retained";
+    // Aurora and ElastiCache: the store the status recorded is gone, or another one took its
+    // identifier; halo neither recreates nor touches it until the user says so.
+    pub const MISSING: &str = "Missing";
+    pub const REPLACED: &str = "Replaced";
     // AWS-backed conditions before or between looks
     pub const PENDING: &str = "Pending";
     pub const THROTTLED: &str = "AWSThrottled";

@@ -99,6 +99,12 @@ pub enum Error {
         message: String,
     },
 
+    /// The store the status recorded is gone (`replaced: false`) or another one has its
+    /// identifier (`replaced: true`): halo neither creates one in its place nor touches the new
+    /// one until the user accepts it ([`meta::ACCEPT_STORE_ANNOTATION`]).
+    #[error("{message}")]
+    StoreIdentity { replaced: bool, message: String },
+
     /// Cleanup cannot proceed until the user changes the spec.
     #[error("cannot delete {kind} {id}: {reason}")]
     DeletionBlocked {
@@ -123,6 +129,10 @@ impl Error {
             Error::Aws { .. } => "AWSAPIError",
             Error::AwsNotOwned { .. } => "AWSResourceNotOwned",
             Error::DeletionBlocked { .. } => "DeletionBlocked",
+            Error::StoreIdentity {
+                replaced: false, ..
+            } => "Missing",
+            Error::StoreIdentity { replaced: true, .. } => "Replaced",
             Error::TenancyRefused { reason, .. } => reason,
         }
     }

@@ -15,6 +15,10 @@ pub const APP_LABEL: &str = "halo.dev/app";
 pub const DESIRED_HASH_ANNOTATION: &str = "halo.dev/desired-hash";
 /// Pod template annotation: hash of the connection Secret's data, so new endpoints roll the pods.
 pub const CONNECTION_CHECKSUM_ANNOTATION: &str = "halo.dev/connection-checksum";
+/// App annotation: comma-separated identities of stores (as the `Missing`/`Replaced` condition
+/// messages quote them) that halo may forget: it creates a new, empty store in place of one that
+/// is gone, or takes on the one that replaced it. Inert once the new store's identity is recorded.
+pub const ACCEPT_STORE_ANNOTATION: &str = "halo.dev/accept-store";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

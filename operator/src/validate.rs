@@ -77,6 +77,9 @@ pub struct ValidatedApp {
     pub alarms: Option<crate::api::storage::AlarmsSpec>,
     /// Every name derived from the app (Secret, URLs, AWS identifiers), resolved once.
     pub names: Names,
+    /// Identities of stores the user lets halo forget (the `halo.dev/accept-store` annotation):
+    /// one gone is created anew, one replaced is taken on.
+    pub accepted_stores: Vec<String>,
 }
 
 /// Identity of the app from its metadata; `uid` may be a placeholder for an offline render.
@@ -182,6 +185,7 @@ pub fn validate_in(
         static_assets: spec.static_assets.clone(),
         alarms: spec.alarms.clone(),
         names: Names::default(),
+        accepted_stores: accepted_stores(app),
     };
     app.names = resolve_names(&app);
     // A deleting app is cleaned up whatever it asks for: these only matter to what halo creates.
@@ -189,6 +193,22 @@ pub fn validate_in(
         refuse_what_needs_the_operator(&app, region)?;
     }
     Ok(app)
+}
+
+/// The identities the `halo.dev/accept-store` annotation lists (comma-separated).
+fn accepted_stores(app: &HighlyAvailableApp) -> Vec<String> {
+    app.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::meta::ACCEPT_STORE_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Refuses what the API server cannot judge, since it needs the operator's `region` or the

@@ -792,3 +792,167 @@ async fn ignores_a_legacy_named_cluster_of_another_app() {
         "the other app's cluster stays"
     );
 }
+
+/// Deletes a cluster as a person would, outside halo: its instances, then the cluster itself.
+async fn delete_outside_halo(aws: &Aws, id: &str) {
+    let rds = aws.rds().await;
+    for instance in instance_zones(aws, id).await.keys() {
+        rds.delete_db_instance()
+            .db_instance_identifier(instance)
+            .send()
+            .await
+            .expect("delete instance");
+    }
+    rds.delete_db_cluster()
+        .db_cluster_identifier(id)
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .expect("delete cluster");
+    assert!(cluster(aws, id).await.is_none(), "{id} still there");
+    // The emulator names its automated snapshot after the cluster and the minute: a cluster
+    // created again under the identifier within that minute would collide with it.
+    let snapshots = rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .expect("describe snapshots");
+    for s in snapshots.db_cluster_snapshots() {
+        if let Some(snapshot) = s.db_cluster_snapshot_identifier() {
+            rds.delete_db_cluster_snapshot()
+                .db_cluster_snapshot_identifier(snapshot)
+                .send()
+                .await
+                .expect("delete automated snapshot");
+        }
+    }
+}
+
+/// Issue 13 (1): a cluster the status recorded and that was deleted outside halo (the first
+/// half of an RDS restore) is not recreated empty: `Missing`, no CreateDBCluster. The
+/// annotation naming the recorded identity lets halo create a new one.
+#[tokio::test]
+async fn a_cluster_deleted_outside_halo_is_not_recreated() {
+    let aws = aws().await;
+    let ns = unique("t");
+    let d = desired(
+        &ns,
+        "shop",
+        "    instances: 1\n    multiAZ: false\n    deletionProtection: false\n",
+    );
+    let recorded = aurora::endpoints(&converge(&aws, &d).await);
+    let identity = recorded.resource_id.clone().expect("resource id recorded");
+    assert!(identity.starts_with("cluster-"), "{identity}");
+    let id = format!("{ns}-shop");
+    delete_outside_halo(&aws, &id).await;
+
+    let next = d.clone().with_recorded(Some(&recorded), &[]);
+    let fresh = aws_support::aws().await;
+    let err = aurora::ensure(&fresh, &next).await.expect_err("missing");
+    assert_eq!(err.metric_label(), "Missing");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Aurora cluster {id} ({identity}) that this app recorded is gone: deleted outside halo, or being restored. halo does not create an empty one in its place. Restore it under the identifier {id}; or, to have halo create a new, empty cluster, run: kubectl annotate highlyavailableapp -n {ns} shop halo.dev/accept-store={identity}"
+        )
+    );
+    let calls = fresh.calls().snapshot();
+    assert_eq!(calls.get("rds:CreateDBCluster"), None, "{calls:?}");
+    assert!(calls.keys().all(|api| is_read_only(api)), "{calls:?}");
+    assert!(cluster(&aws, &id).await.is_none());
+
+    // The user accepts an empty cluster: halo creates one, once.
+    let accepted = d
+        .clone()
+        .with_recorded(Some(&recorded), std::slice::from_ref(&identity));
+    let report = aurora::ensure(&aws, &accepted).await.expect("recreate");
+    assert_eq!(report.changes[0].reason, "Created");
+    let new_identity = aurora::endpoints(&report).resource_id.expect("new id");
+    assert_ne!(new_identity, identity);
+    cleanup_now(&aws, &accepted).await;
+}
+
+/// Issue 13 (1): a cluster under the recorded identifier that is not the recorded one (restored
+/// from a snapshot with halo's tags) is neither modified nor deleted: `Replaced`. Accepted, it
+/// becomes the app's cluster.
+#[tokio::test]
+async fn a_cluster_replaced_outside_halo_is_not_touched() {
+    let aws = aws().await;
+    let ns = unique("t");
+    let d = desired(
+        &ns,
+        "shop",
+        "    instances: 1\n    multiAZ: false\n    deletionProtection: false\n",
+    );
+    let recorded = aurora::endpoints(&converge(&aws, &d).await);
+    let identity = recorded.resource_id.clone().expect("resource id recorded");
+    let id = format!("{ns}-shop");
+    delete_outside_halo(&aws, &id).await;
+    // The "restore": another cluster under the same identifier, with the app's tags and a
+    // setting the spec disagrees with.
+    let rds = aws.rds().await;
+    rds.create_db_cluster()
+        .db_cluster_identifier(&id)
+        .engine("aurora-postgresql")
+        .master_username("restored")
+        .master_user_password("restored-password")
+        .deletion_protection(true)
+        .set_tags(Some(
+            d.tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("restore");
+
+    let next = d.clone().with_recorded(Some(&recorded), &[]);
+    let fresh = aws_support::aws().await;
+    let err = aurora::ensure(&fresh, &next).await.expect_err("replaced");
+    assert_eq!(err.metric_label(), "Replaced");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "Aurora cluster {id} is not the one this app recorded (cluster-"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with(&format!("halo.dev/accept-store={identity}")),
+        "{err}"
+    );
+    let calls = fresh.calls().snapshot();
+    assert!(calls.keys().all(|api| is_read_only(api)), "{calls:?}");
+    // Deleting the app leaves it too.
+    let mut deleting = next.clone();
+    deleting.deletion_protection = false;
+    deleting.deletion_policy = halo::api::data::DeletionPolicy::Delete;
+    let report = aurora::cleanup(&fresh, &deleting).await.expect("cleanup");
+    assert_eq!(
+        report.message,
+        format!(
+            "Aurora cluster {id} is not the one this app recorded (replaced outside halo): left alone"
+        )
+    );
+    let calls = fresh.calls().snapshot();
+    assert!(calls.keys().all(|api| is_read_only(api)), "{calls:?}");
+    assert_eq!(
+        cluster(&aws, &id)
+            .await
+            .and_then(|c| c.deletion_protection()),
+        Some(true)
+    );
+
+    // Accepted: halo takes it on and corrects it to the spec.
+    let accepted = d.clone().with_recorded(Some(&recorded), &[identity]);
+    aurora::ensure(&aws, &accepted).await.expect("take on");
+    assert_eq!(
+        cluster(&aws, &id)
+            .await
+            .and_then(|c| c.deletion_protection()),
+        Some(false)
+    );
+    cleanup_now(&aws, &accepted).await;
+}

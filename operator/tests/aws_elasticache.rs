@@ -405,3 +405,91 @@ async fn ensure_after_a_crash_creates_no_second_group() {
         .collect();
     assert_eq!(mine, vec![d.id.as_str()]);
 }
+
+/// Issue 13 (1): a group the status recorded that is gone (deleted outside halo) is not created
+/// again empty: `Missing`, no CreateReplicationGroup; accepted, halo creates a new one. moto
+/// keeps a deleted group `deleting` forever, so the recorded group here is one that is gone
+/// from the start (a status from another account or an earlier life of the group).
+#[tokio::test]
+async fn a_group_deleted_outside_halo_is_not_recreated() {
+    let ns = unique("t");
+    let d = desired(&ns, "shop", TWO_REPLICAS);
+    let recorded = halo::api::data::CacheEndpoints {
+        replication_group_id: Some(d.id.clone()),
+        created_at: Some("2026-01-02T03:04:05Z".into()),
+        ..Default::default()
+    };
+    let next = d.clone().with_recorded(Some(&recorded), &[]);
+    let aws = aws().await;
+    let err = elasticache::ensure(&aws, &next).await.expect_err("missing");
+    assert_eq!(err.metric_label(), "Missing");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "ElastiCache replication group {} (2026-01-02T03:04:05Z) that this app recorded is gone: deleted outside halo, or being restored. halo does not create an empty one in its place. Restore it under the identifier {}; or, to have halo create a new, empty replication group, run: kubectl annotate highlyavailableapp -n {ns} shop halo.dev/accept-store=2026-01-02T03:04:05Z",
+            d.id, d.id
+        )
+    );
+    let calls = aws.calls().snapshot();
+    assert!(calls.keys().all(|api| is_read_only(api)), "{calls:?}");
+    assert!(group(&aws, &d.id).await.is_none());
+
+    let accepted = d
+        .clone()
+        .with_recorded(Some(&recorded), &["2026-01-02T03:04:05Z".to_string()]);
+    let report = elasticache::ensure(&aws, &accepted).await.expect("create");
+    assert_eq!(report.changes[0].reason, "Created");
+    let created_at = elasticache::endpoints(&report)
+        .created_at
+        .expect("recorded");
+    assert_ne!(created_at, "2026-01-02T03:04:05Z");
+    elasticache::cleanup(&aws, &accepted)
+        .await
+        .expect("cleanup");
+}
+
+/// Issue 13 (1): a group under the recorded id created at another time than the recorded one
+/// (replaced outside halo) is neither modified nor deleted: `Replaced`.
+#[tokio::test]
+async fn a_group_replaced_outside_halo_is_not_touched() {
+    let ns = unique("t");
+    let d = desired(&ns, "shop", TWO_REPLICAS);
+    let created = converge(&aws().await, &d).await;
+    let now = elasticache::endpoints(&created)
+        .created_at
+        .expect("recorded");
+    let recorded = halo::api::data::CacheEndpoints {
+        created_at: Some("2026-01-02T03:04:05Z".into()),
+        ..elasticache::endpoints(&created)
+    };
+    let next = d.clone().with_recorded(Some(&recorded), &[]);
+    let aws = aws().await;
+    let err = elasticache::ensure(&aws, &next)
+        .await
+        .expect_err("replaced");
+    assert_eq!(err.metric_label(), "Replaced");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "ElastiCache replication group {} is not the one this app recorded (created {now}, recorded 2026-01-02T03:04:05Z): it was replaced outside halo, e.g. restored from a snapshot. halo leaves it untouched; to take it on as the app's own, run: kubectl annotate highlyavailableapp -n {ns} shop halo.dev/accept-store=2026-01-02T03:04:05Z",
+            d.id
+        )
+    );
+    let report = elasticache::cleanup(&aws, &next).await.expect("cleanup");
+    assert_eq!(
+        report.message,
+        format!(
+            "ElastiCache replication group {} is not the one this app recorded (replaced outside halo): left alone",
+            d.id
+        )
+    );
+    let calls = aws.calls().snapshot();
+    assert!(calls.keys().all(|api| is_read_only(api)), "{calls:?}");
+    assert_eq!(
+        group(&aws, &d.id)
+            .await
+            .and_then(|g| g.status().map(str::to_string)),
+        Some("available".to_string())
+    );
+    elasticache::cleanup(&aws, &d).await.expect("cleanup");
+}

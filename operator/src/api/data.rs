@@ -314,6 +314,13 @@ pub struct DatabaseEndpoints {
     /// Secrets Manager secret holding the RDS-managed master password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_arn: Option<String>,
+    /// The cluster's `DbClusterResourceId`: its identity, which a cluster deleted and created
+    /// (or restored from a snapshot) under the same identifier does not share. Once recorded,
+    /// halo does not recreate a cluster that is gone (`DatabaseReady` reason `Missing`) nor touch
+    /// one with another identity (`Replaced`) unless the app's `halo.dev/accept-store`
+    /// annotation names this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
 }
 
 /// Where the app reaches its cache.
@@ -331,6 +338,13 @@ pub struct CacheEndpoints {
     pub reader: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
+    /// When the replication group was created (RFC 3339): its identity, which a group deleted
+    /// and created (or restored) under the same id does not share. Once recorded, halo does not
+    /// recreate a group that is gone (`CacheReady` reason `Missing`) nor touch one created at
+    /// another time (`Replaced`) unless the app's `halo.dev/accept-store` annotation names this
+    /// value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{DbCluster, DbInstance, Filter, Tag};
 
-use super::policy::{self, cleaned, ownership_of};
+use super::policy::{self, RecordedStore, StoreCheck, check_store, cleaned, ownership_of};
 use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness, TAG_UID,
@@ -73,6 +73,10 @@ pub struct DesiredCluster {
     pub security_groups: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub final_snapshot_id: String,
+    /// The cluster the status recorded (its `DbClusterResourceId`): one gone is not created
+    /// again, one with another identity is not touched. `None` before the first record, or once
+    /// the user accepted a new one.
+    pub recorded: Option<RecordedStore>,
 }
 
 /// The cluster the app's `spec.database` asks for; `None` without one.
@@ -114,10 +118,25 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredCluster>
             .or_else(|| (!adopted).then(|| config.db_subnet_group.clone()).flatten()),
         security_groups,
         tags: ownership_tags(&app.owner),
+        recorded: None,
     })
 }
 
 impl DesiredCluster {
+    /// The same cluster with the identity the status recorded (`status.endpoints.database`),
+    /// unless `accepted` (the `halo.dev/accept-store` annotation) names it.
+    pub fn with_recorded(
+        self,
+        recorded: Option<&crate::api::data::DatabaseEndpoints>,
+        accepted: &[String],
+    ) -> DesiredCluster {
+        let recorded = recorded.and_then(|r| {
+            let id = r.cluster_identifier.as_deref().unwrap_or(&self.id);
+            RecordedStore::unless_accepted(id, r.resource_id.as_deref()?, accepted)
+        });
+        DesiredCluster { recorded, ..self }
+    }
+
     /// The same cluster under the identifier it actually has (a legacy one, or one found by tag):
     /// new instances and the final snapshot are named after it.
     pub fn under(&self, id: &str) -> DesiredCluster {
@@ -147,6 +166,9 @@ pub fn instance_id(cluster_id: &str, n: usize) -> String {
 pub struct ObservedCluster {
     pub id: String,
     pub arn: String,
+    /// `DbClusterResourceId`: unique to this cluster, never reused by one created again under
+    /// the same identifier (empty when RDS did not say).
+    pub resource_id: String,
     pub engine: String,
     pub status: String,
     pub writer_endpoint: Option<String>,
@@ -177,6 +199,7 @@ impl ObservedCluster {
         ObservedCluster {
             id: c.db_cluster_identifier().unwrap_or_default().to_string(),
             arn: c.db_cluster_arn().unwrap_or_default().to_string(),
+            resource_id: c.db_cluster_resource_id().unwrap_or_default().to_string(),
             engine: c.engine().unwrap_or_default().to_string(),
             status: c.status().unwrap_or("unknown").to_string(),
             writer_endpoint: c.endpoint().map(str::to_string),
@@ -576,6 +599,7 @@ pub fn endpoints(report: &DatabaseReport) -> crate::api::data::DatabaseEndpoints
         reader: c.reader_endpoint.clone(),
         port: c.port,
         secret_arn: c.secret_arn.clone(),
+        resource_id: (!c.resource_id.is_empty()).then(|| c.resource_id.clone()),
     }
 }
 
@@ -710,34 +734,54 @@ async fn create_cluster(aws: &Aws, d: &DesiredCluster) -> Result<ObservedCluster
 
 /// Creates, adopts or corrects the app's cluster and its instances. Idempotent: the identifier
 /// is deterministic and a cluster tagged with the app's uid is found before any create, so a
-/// crash between a create and the status write never leads to a second cluster.
+/// crash between a create and the status write never leads to a second cluster. A cluster the
+/// status recorded is never created again once gone, and one that replaced it is never touched
+/// ([`check_store`]).
 pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
     let rds = aws.rds().await;
     let mut changes = Vec::new();
-    let mut cluster = match describe_own(aws, d).await? {
-        Some(c) => c,
-        None if d.adopted => {
+    let found = match describe_own(aws, d).await? {
+        Some(c) => Some(c),
+        None if d.adopted => None,
+        None => find_by_owner(aws, &d.owner).await?,
+    };
+    let check = check_store(
+        d.recorded.as_ref(),
+        found.as_ref().map(|c| c.resource_id.as_str()),
+    );
+    let mut cluster = match (found, check, d.recorded.as_ref()) {
+        (_, StoreCheck::Missing, Some(r)) => {
+            return Err(policy::store_missing(KIND, "cluster", r, &d.owner));
+        }
+        (Some(c), StoreCheck::Replaced, Some(r)) => {
+            return Err(policy::store_replaced(
+                KIND,
+                &c.id,
+                &c.resource_id,
+                r,
+                &d.owner,
+            ));
+        }
+        (Some(c), _, _) => c,
+        (None, _, _) if d.adopted => {
             return Err(policy::adopt_target_missing(
                 "spec.database.adopt.clusterIdentifier",
                 format!("no DB cluster {} exists in this account and region", d.id),
             ));
         }
-        None => match find_by_owner(aws, &d.owner).await? {
-            Some(c) => c,
-            None => {
-                let c = create_cluster(aws, d).await?;
-                changes.push(Change::new(
-                    "Created",
-                    format!(
-                        "{KIND} {}: created ({}, deletion protection {})",
-                        c.id,
-                        d.engine,
-                        if d.deletion_protection { "on" } else { "off" }
-                    ),
-                ));
-                c
-            }
-        },
+        (None, _, _) => {
+            let c = create_cluster(aws, d).await?;
+            changes.push(Change::new(
+                "Created",
+                format!(
+                    "{KIND} {}: created ({}, deletion protection {})",
+                    c.id,
+                    d.engine,
+                    if d.deletion_protection { "on" } else { "off" }
+                ),
+            ));
+            c
+        }
     };
     policy::claim(
         KIND,
@@ -879,6 +923,9 @@ pub async fn cleanup(aws: &Aws, d: &DesiredCluster) -> Result<CleanupReport> {
     }
     if ownership_of(&d.owner, &cluster.tags) != Ownership::Ours {
         return Ok(cleaned::left_alone(KIND, id));
+    }
+    if check_store(d.recorded.as_ref(), Some(&cluster.resource_id)) == StoreCheck::Replaced {
+        return Ok(cleaned::replaced(KIND, id));
     }
     let policy = policy::cleanup_policy(d.adopted, d.deletion_policy);
     let instances = describe_instances(aws, id).await?;

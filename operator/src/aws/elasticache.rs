@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_elasticache::types::{ReplicationGroup, Tag};
 
-use super::policy::{self, cleaned, ownership_of};
+use super::policy::{self, RecordedStore, StoreCheck, check_store, cleaned, ownership_of};
 use super::service::{Outcome, Service};
 use super::{
     Aws, AwsConfig, Change, CleanupReport, OWNERSHIP_TAG_KEYS, Ownership, Readiness,
@@ -55,9 +55,27 @@ pub struct DesiredGroup {
     pub description: String,
     pub deletion_policy: DeletionPolicy,
     pub final_snapshot_id: String,
+    /// The group the status recorded (its creation time): one gone is not created again, one
+    /// created at another time is not touched. `None` before the first record, or once the
+    /// user accepted a new one.
+    pub recorded: Option<RecordedStore>,
 }
 
 impl DesiredGroup {
+    /// The same group with the identity the status recorded (`status.endpoints.cache`), unless
+    /// `accepted` (the `halo.dev/accept-store` annotation) names it.
+    pub fn with_recorded(
+        self,
+        recorded: Option<&crate::api::data::CacheEndpoints>,
+        accepted: &[String],
+    ) -> DesiredGroup {
+        let recorded = recorded.and_then(|r| {
+            let id = r.replication_group_id.as_deref().unwrap_or(&self.id);
+            RecordedStore::unless_accepted(id, r.created_at.as_deref()?, accepted)
+        });
+        DesiredGroup { recorded, ..self }
+    }
+
     /// The same group under the id it actually has (a legacy one, or one found by tag): the
     /// final snapshot is named after it.
     pub fn under(&self, id: &str) -> DesiredGroup {
@@ -136,6 +154,7 @@ pub fn desired(app: &ValidatedApp, config: &AwsConfig) -> Option<DesiredGroup> {
         tags: ownership_tags(&app.owner),
         description: description(&app.owner),
         deletion_policy: cache.deletion_policy,
+        recorded: None,
     })
 }
 
@@ -161,6 +180,9 @@ pub struct Member {
 pub struct ObservedGroup {
     pub id: String,
     pub arn: String,
+    /// When it was created (RFC 3339): a group created again under the same id has another
+    /// (empty when ElastiCache did not say).
+    pub created_at: String,
     pub status: String,
     pub description: String,
     pub primary_endpoint: Option<String>,
@@ -196,6 +218,13 @@ impl ObservedGroup {
         ObservedGroup {
             id: g.replication_group_id().unwrap_or_default().to_string(),
             arn: g.arn().unwrap_or_default().to_string(),
+            created_at: g
+                .replication_group_create_time()
+                .and_then(|t| {
+                    t.fmt(aws_sdk_elasticache::primitives::DateTimeFormat::DateTime)
+                        .ok()
+                })
+                .unwrap_or_default(),
             status: g.status().unwrap_or("unknown").to_string(),
             description: g.description().unwrap_or_default().to_string(),
             primary_endpoint: primary.and_then(|e| e.address()).map(str::to_string),
@@ -410,6 +439,7 @@ pub fn endpoints(report: &CacheReport) -> crate::api::data::CacheEndpoints {
             .clone()
             .or_else(|| g.primary_endpoint.clone()),
         port: g.port,
+        created_at: (!g.created_at.is_empty()).then(|| g.created_at.clone()),
     }
 }
 
@@ -567,9 +597,35 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
         Some(g) if ownership_of(&d.owner, &g.tags) == Ownership::Ours => Some(g),
         other => legacy_group(aws, d).await?.or(other),
     };
-    let mut group = match found {
-        Some(g) => g,
-        None if d.adopted => {
+    let found = match found {
+        Some(g) => Some(g),
+        None if d.adopted => None,
+        None => find_by_owner(aws, d).await?,
+    };
+    let check = check_store(
+        d.recorded.as_ref(),
+        found.as_ref().map(|g| g.created_at.as_str()),
+    );
+    let mut group = match (found, check, d.recorded.as_ref()) {
+        (_, StoreCheck::Missing, Some(r)) => {
+            return Err(policy::store_missing(
+                KIND,
+                "replication group",
+                r,
+                &d.owner,
+            ));
+        }
+        (Some(g), StoreCheck::Replaced, Some(r)) => {
+            return Err(policy::store_replaced(
+                KIND,
+                &g.id,
+                &format!("created {}", g.created_at),
+                r,
+                &d.owner,
+            ));
+        }
+        (Some(g), _, _) => g,
+        (None, _, _) if d.adopted => {
             return Err(policy::adopt_target_missing(
                 "spec.cache.adopt.replicationGroupId",
                 format!(
@@ -578,23 +634,20 @@ pub async fn ensure(aws: &Aws, d: &DesiredGroup) -> Result<CacheReport> {
                 ),
             ));
         }
-        None => match find_by_owner(aws, d).await? {
-            Some(g) => g,
-            None => {
-                let g = create_group(aws, d).await?;
-                changes.push(Change::new(
-                    "Created",
-                    format!(
-                        "{KIND} {}: created ({} {}, {} replicas, encrypted in transit and at rest)",
-                        g.id,
-                        d.engine,
-                        d.create_node_type(),
-                        d.create_replicas()
-                    ),
-                ));
-                g
-            }
-        },
+        (None, _, _) => {
+            let g = create_group(aws, d).await?;
+            changes.push(Change::new(
+                "Created",
+                format!(
+                    "{KIND} {}: created ({} {}, {} replicas, encrypted in transit and at rest)",
+                    g.id,
+                    d.engine,
+                    d.create_node_type(),
+                    d.create_replicas()
+                ),
+            ));
+            g
+        }
     };
     policy::claim(KIND, "cache", &group.id, &d.owner, &group.tags, d.adopted)?;
     let in_use;
@@ -709,6 +762,9 @@ pub async fn cleanup(aws: &Aws, d: &DesiredGroup) -> Result<CleanupReport> {
     };
     let d = &d.under(&group.id);
     let id = &d.id;
+    if check_store(d.recorded.as_ref(), Some(&group.created_at)) == StoreCheck::Replaced {
+        return Ok(cleaned::replaced(KIND, id));
+    }
     let policy = policy::cleanup_policy(d.adopted, d.deletion_policy);
     if policy == DeletionPolicy::Retain {
         aws.call(

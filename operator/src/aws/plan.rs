@@ -61,7 +61,8 @@ impl AwsPlan {
 /// The plan of one reconcile. `load_balancer` is the ALB hostname from the Ingress status
 /// (DNS records wait for it); `status` holds what earlier reconciles recorded (the DNS record
 /// set, tables, alarms and the replica bucket), so what a removed section or a changed
-/// `replicateTo` left behind is still cleaned up.
+/// `replicateTo` left behind is still cleaned up, and the identity of the cluster and the
+/// replication group, so one deleted or replaced outside halo is never recreated or touched.
 pub fn plan(
     app: &ValidatedApp,
     config: &AwsConfig,
@@ -69,8 +70,19 @@ pub fn plan(
     status: Option<&HighlyAvailableAppStatus>,
     load_balancer: Option<&str>,
 ) -> AwsPlan {
-    let database = aurora::desired(app, config);
-    let cache = elasticache::desired(app, config);
+    let recorded_endpoints = status.and_then(|s| s.endpoints.as_ref());
+    let database = aurora::desired(app, config).map(|d| {
+        d.with_recorded(
+            recorded_endpoints.and_then(|e| e.database.as_ref()),
+            &app.accepted_stores,
+        )
+    });
+    let cache = elasticache::desired(app, config).map(|d| {
+        d.with_recorded(
+            recorded_endpoints.and_then(|e| e.cache.as_ref()),
+            &app.accepted_stores,
+        )
+    });
     let recorded_tables = status
         .map(|s| s.dynamodb_tables.as_slice())
         .unwrap_or_default();
@@ -154,4 +166,78 @@ fn recorded_legacy_names(
         }
     }
     changed.then_some(in_use)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoints;
+    use crate::api::data::{CacheEndpoints, DatabaseEndpoints};
+    use crate::aws::policy::RecordedStore;
+    use crate::fixtures::validated;
+
+    const APP: &str = r#"
+apiVersion: halo.dev/v1alpha1
+kind: HighlyAvailableApp
+metadata:
+  name: web
+  namespace: shop
+  annotations: {halo.dev/accept-store: "2026-01-02T03:04:05Z, cluster-OTHER"}
+spec:
+  image: shop:1
+  port: 8080
+  database: {instances: 2}
+  cache: {replicas: 1}
+"#;
+
+    fn status(resource_id: &str, created_at: &str) -> HighlyAvailableAppStatus {
+        HighlyAvailableAppStatus {
+            endpoints: Some(Endpoints {
+                database: Some(DatabaseEndpoints {
+                    cluster_identifier: Some("shop-web".into()),
+                    resource_id: Some(resource_id.into()),
+                    ..DatabaseEndpoints::default()
+                }),
+                cache: Some(CacheEndpoints {
+                    replication_group_id: Some("shop-web".into()),
+                    created_at: Some(created_at.into()),
+                    ..CacheEndpoints::default()
+                }),
+                ..Endpoints::default()
+            }),
+            ..HighlyAvailableAppStatus::default()
+        }
+    }
+
+    /// The identity the status recorded reaches the desired cluster and group, unless the
+    /// `halo.dev/accept-store` annotation names it; nothing recorded, nothing to keep.
+    #[test]
+    fn the_recorded_identity_is_kept_unless_the_annotation_accepts_a_new_store() {
+        let app = validated(APP);
+        let site = Site::new(&AwsConfig::default(), Some("us-east-1".into()));
+        let recorded = status("cluster-ABC", "2026-01-02T03:04:05Z");
+        let p = plan(&app, &AwsConfig::default(), &site, Some(&recorded), None);
+        assert_eq!(
+            p.database.and_then(|d| d.recorded),
+            Some(RecordedStore {
+                id: "shop-web".into(),
+                identity: "cluster-ABC".into()
+            })
+        );
+        assert_eq!(p.cache.and_then(|c| c.recorded), None, "accepted");
+
+        let p = plan(&app, &AwsConfig::default(), &site, None, None);
+        assert_eq!(p.database.and_then(|d| d.recorded), None);
+
+        let accepted = status("cluster-OTHER", "2025-01-01T00:00:00Z");
+        let p = plan(&app, &AwsConfig::default(), &site, Some(&accepted), None);
+        assert_eq!(p.database.and_then(|d| d.recorded), None, "accepted");
+        assert_eq!(
+            p.cache.and_then(|c| c.recorded),
+            Some(RecordedStore {
+                id: "shop-web".into(),
+                identity: "2025-01-01T00:00:00Z".into()
+            })
+        );
+    }
 }

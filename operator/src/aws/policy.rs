@@ -208,6 +208,16 @@ pub mod cleaned {
         )
     }
 
+    /// Not the store the status recorded (replaced outside halo): never touched.
+    pub fn replaced(kind: &str, id: &str) -> CleanupReport {
+        done(
+            format!(
+                "{kind} {id} is not the one this app recorded (replaced outside halo): left alone"
+            ),
+            vec![],
+        )
+    }
+
     /// Kept, with halo's tags removed.
     pub fn retained(kind: &str, id: &str) -> CleanupReport {
         let message = format!("{kind} {id} retained; halo's tags removed");
@@ -239,11 +249,132 @@ pub mod cleaned {
     }
 }
 
+/// The identity of a store (Aurora cluster, replication group) the status recorded: halo made
+/// or took it on and has seen it since. `None` in the desired state when nothing is recorded
+/// yet, or when the user accepted a new store in its place ([`crate::meta::ACCEPT_STORE_ANNOTATION`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedStore {
+    /// The identifier it had (its name in messages).
+    pub id: String,
+    /// What tells it apart from a store created again under the same identifier: the RDS
+    /// `DbClusterResourceId`, the replication group's creation time.
+    pub identity: String,
+}
+
+impl RecordedStore {
+    /// The recorded identity, unless the user accepted a new store in its place.
+    pub fn unless_accepted(id: &str, identity: &str, accepted: &[String]) -> Option<Self> {
+        (!identity.is_empty() && !accepted.iter().any(|a| a == identity)).then(|| RecordedStore {
+            id: id.to_string(),
+            identity: identity.to_string(),
+        })
+    }
+}
+
+/// What halo may do with the store it found (`found`: its identity, empty when AWS did not
+/// report one) given the one the status recorded. Pure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreCheck {
+    /// Nothing found and nothing recorded: create it.
+    Create,
+    /// Found, and it is the recorded one (or nothing was recorded): use and correct it.
+    Use,
+    /// The recorded store is gone: never create an empty one in its place.
+    Missing,
+    /// Another store has the identifier: never touch it.
+    Replaced,
+}
+
+pub fn check_store(recorded: Option<&RecordedStore>, found: Option<&str>) -> StoreCheck {
+    match (recorded, found) {
+        (None, None) => StoreCheck::Create,
+        (Some(_), None) => StoreCheck::Missing,
+        (Some(r), Some(now)) if !now.is_empty() && now != r.identity => StoreCheck::Replaced,
+        (_, Some(_)) => StoreCheck::Use,
+    }
+}
+
+/// The error of a store that is gone: the condition says why halo does not recreate it and
+/// what the user can do.
+pub fn store_missing(kind: &str, field: &str, r: &RecordedStore, app: &Owner) -> Error {
+    Error::StoreIdentity {
+        replaced: false,
+        message: format!(
+            "{kind} {} ({}) that this app recorded is gone: deleted outside halo, or being restored. halo does not create an empty one in its place. Restore it under the identifier {}; or, to have halo create a new, empty {field}, run: kubectl annotate highlyavailableapp -n {} {} {}={}",
+            r.id,
+            r.identity,
+            r.id,
+            app.namespace,
+            app.name,
+            crate::meta::ACCEPT_STORE_ANNOTATION,
+            r.identity
+        ),
+    }
+}
+
+/// The error of a store replaced under the recorded identifier (`now`: the new one's identity).
+pub fn store_replaced(kind: &str, id: &str, now: &str, r: &RecordedStore, app: &Owner) -> Error {
+    Error::StoreIdentity {
+        replaced: true,
+        message: format!(
+            "{kind} {id} is not the one this app recorded ({now}, recorded {}): it was replaced outside halo, e.g. restored from a snapshot. halo leaves it untouched; to take it on as the app's own, run: kubectl annotate highlyavailableapp -n {} {} {}={}",
+            r.identity,
+            app.namespace,
+            app.name,
+            crate::meta::ACCEPT_STORE_ANNOTATION,
+            r.identity
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::fixtures::owner;
+
+    /// Recorded and gone: never create; recorded and another identity: never touch; the
+    /// annotation naming the recorded identity lets halo create or take on the new one.
+    #[test]
+    fn a_recorded_store_is_never_recreated_or_touched_unless_accepted() {
+        let recorded = RecordedStore::unless_accepted("shop-web", "cluster-OLD", &[]);
+        let r = recorded.as_ref();
+        assert_eq!(check_store(r, None), StoreCheck::Missing);
+        assert_eq!(check_store(r, Some("cluster-NEW")), StoreCheck::Replaced);
+        assert_eq!(check_store(r, Some("cluster-OLD")), StoreCheck::Use);
+        // An identity AWS does not report cannot be judged: as before.
+        assert_eq!(check_store(r, Some("")), StoreCheck::Use);
+        assert_eq!(check_store(None, None), StoreCheck::Create);
+        assert_eq!(check_store(None, Some("cluster-NEW")), StoreCheck::Use);
+
+        let accepted = vec!["other".to_string(), "cluster-OLD".to_string()];
+        let r = RecordedStore::unless_accepted("shop-web", "cluster-OLD", &accepted);
+        assert_eq!(r, None);
+        assert_eq!(check_store(r.as_ref(), None), StoreCheck::Create);
+        assert_eq!(
+            check_store(r.as_ref(), Some("cluster-NEW")),
+            StoreCheck::Use
+        );
+        // Nothing recorded (a status from before halo recorded identities): as before.
+        assert_eq!(RecordedStore::unless_accepted("shop-web", "", &[]), None);
+
+        let app = owner("shop", "web");
+        let r = RecordedStore::unless_accepted("shop-web", "cluster-OLD", &[]).expect("recorded");
+        let e = store_missing("Aurora cluster", "cluster", &r, &app);
+        assert_eq!(e.metric_label(), reasons::MISSING);
+        assert!(
+            e.to_string().contains(
+                "kubectl annotate highlyavailableapp -n shop web halo.dev/accept-store=cluster-OLD"
+            ),
+            "{e}"
+        );
+        let e = store_replaced("Aurora cluster", "shop-web", "cluster-NEW", &r, &app);
+        assert_eq!(e.metric_label(), reasons::REPLACED);
+        assert!(
+            e.to_string().contains("halo.dev/accept-store=cluster-OLD"),
+            "{e}"
+        );
+    }
 
     /// Only a resource carrying this app's uid is ours.
     #[test]

@@ -138,12 +138,14 @@ spec:
                 secret_arn: Some(
                     "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1".into(),
                 ),
+                resource_id: None,
             }),
             cache: Some(CacheEndpoints {
                 replication_group_id: Some("shop-shop".into()),
                 primary: Some("master.shop-shop.abc.use1.cache.amazonaws.com".into()),
                 reader: Some("replica.shop-shop.abc.use1.cache.amazonaws.com".into()),
                 port: Some(6379),
+                created_at: None,
             }),
             ..Connection::default()
         }
