@@ -823,7 +823,44 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
             pending: plan,
         });
     }
-    let class = new_instance_class(d, &instances, cluster.writer.as_deref());
+    act_on_instances(aws, d, &cluster, &instances, &plan, &mut changes).await?;
+    if !drift.is_empty() {
+        aws.call(
+            "rds:ModifyDBCluster",
+            rds.modify_db_cluster()
+                .db_cluster_identifier(&cluster.id)
+                .apply_immediately(true)
+                .set_deletion_protection(drift.deletion_protection)
+                .set_engine_version(drift.engine_version.clone())
+                .set_allow_major_version_upgrade(drift.allow_major_version_upgrade.then_some(true))
+                .set_vpc_security_group_ids(drift.security_groups.clone())
+                .send(),
+        )
+        .await?;
+        changes.push(Change::new(
+            "Updated",
+            format!("{KIND} {}: set {}", cluster.id, drift.describe()),
+        ));
+    }
+    Ok(DatabaseReport {
+        cluster,
+        instances,
+        changes,
+        pending: InstancePlan::default(),
+    })
+}
+
+/// Creates, deletes and resizes instances as `plan` says (the cluster is available).
+async fn act_on_instances(
+    aws: &Aws,
+    d: &DesiredCluster,
+    cluster: &ObservedCluster,
+    instances: &[ObservedInstance],
+    plan: &InstancePlan,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let rds = aws.rds().await;
+    let class = new_instance_class(d, instances, cluster.writer.as_deref());
     let engine = if cluster.engine.is_empty() {
         d.engine.to_string()
     } else {
@@ -882,30 +919,7 @@ pub async fn ensure(aws: &Aws, d: &DesiredCluster) -> Result<DatabaseReport> {
             format!("{KIND} {}: instance {id} resized to {class}", cluster.id),
         ));
     }
-    if !drift.is_empty() {
-        aws.call(
-            "rds:ModifyDBCluster",
-            rds.modify_db_cluster()
-                .db_cluster_identifier(&cluster.id)
-                .apply_immediately(true)
-                .set_deletion_protection(drift.deletion_protection)
-                .set_engine_version(drift.engine_version.clone())
-                .set_allow_major_version_upgrade(drift.allow_major_version_upgrade.then_some(true))
-                .set_vpc_security_group_ids(drift.security_groups.clone())
-                .send(),
-        )
-        .await?;
-        changes.push(Change::new(
-            "Updated",
-            format!("{KIND} {}: set {}", cluster.id, drift.describe()),
-        ));
-    }
-    Ok(DatabaseReport {
-        cluster,
-        instances,
-        changes,
-        pending: InstancePlan::default(),
-    })
+    Ok(())
 }
 
 /// Carries out the deletion policy. `done` once AWS confirmed: the cluster is gone or deleting
