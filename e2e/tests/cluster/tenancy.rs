@@ -45,6 +45,8 @@ pub async fn s12_tenants_stay_within_their_policy() -> anyhow::Result<()> {
     let shop = weighted(&a.name, "shop")?;
     let name = shop.name_any();
     create_app(&client, &shop).await?;
+    // The Ingress exists once DNSReady waits for its ALB.
+    wait_reason(&client, &a.name, &name, "DNSReady", "LoadBalancerPending").await?;
     publish_alb_hostname(&a.name, &name, ALB).await?;
     wait_condition(&client, &a.name, &name, "DNSReady", "True", CONVERGE).await?;
     let owned = zone_records(&r53, &zone_id).await?;
